@@ -1,0 +1,76 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+const PREFIX = 'token_injector_';
+
+export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx';
+
+/**
+ * Every metric token-injector exports. Labels come from configuration names (credential, route)
+ * and fixed outcome words only, never from request data, so cardinality is bounded and no secret
+ * can reach a label.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly tokenRequests = new Counter({
+    name: `${PREFIX}token_requests_total`,
+    help: 'Token endpoint requests by credential and outcome (success or an error code).',
+    labelNames: ['credential', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenRequestDuration = new Histogram({
+    name: `${PREFIX}token_request_duration_seconds`,
+    help: 'Duration of token endpoint requests.',
+    labelNames: ['credential'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly cacheHits = new Counter({
+    name: `${PREFIX}token_cache_hits_total`,
+    help: 'Requests served with a cached token.',
+    labelNames: ['credential'] as const,
+    registers: [this.registry],
+  });
+  readonly cacheMisses = new Counter({
+    name: `${PREFIX}token_cache_misses_total`,
+    help: 'Requests that found no usable cached token and waited for one.',
+    labelNames: ['credential'] as const,
+    registers: [this.registry],
+  });
+  readonly cacheRefreshes = new Counter({
+    name: `${PREFIX}token_refreshes_total`,
+    help: 'Background refreshes started ahead of token expiry.',
+    labelNames: ['credential'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenExpiresIn = new Gauge({
+    name: `${PREFIX}token_expires_in_seconds`,
+    help: "Seconds until each credential's cached token expires (negative once expired).",
+    labelNames: ['credential'] as const,
+    registers: [this.registry],
+  });
+  readonly proxiedRequests = new Counter({
+    name: `${PREFIX}proxied_requests_total`,
+    help: 'Requests answered by the proxy, by route ("none" when unmatched) and status class.',
+    labelNames: ['route', 'status_class'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new Histogram({
+    name: `${PREFIX}upstream_duration_seconds`,
+    help: 'Time from forwarding a request to receiving the upstream response headers.',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+  }
+}
+
+export function statusClass(status: number): StatusClass {
+  if (status < 200) return '1xx';
+  if (status < 300) return '2xx';
+  if (status < 400) return '3xx';
+  if (status < 500) return '4xx';
+  return '5xx';
+}

@@ -1,0 +1,126 @@
+import type { AddressInfo } from 'node:net';
+import type { DestinationStream } from 'pino';
+import { Metrics } from './admin/metrics.js';
+import { type AdminServer, startAdminServer } from './admin/server.js';
+import type { Config } from './config/types.js';
+import { Credentials } from './credentials/credentials.js';
+import type { TokenSource } from './credentials/token-source.js';
+import { createLogger, type Logger } from './log.js';
+import { createConnectHandler } from './proxy/connect.js';
+import { createProxyHandler } from './proxy/handler.js';
+import { type ProxyServer, startProxyServer } from './proxy/server.js';
+import { Upstreams } from './proxy/upstreams.js';
+
+export interface StartOptions {
+  /** Where log lines go; defaults to stdout. Tests pass a capturing stream. */
+  readonly logDestination?: DestinationStream;
+  readonly logger?: Logger;
+}
+
+export interface RunningInjector {
+  readonly proxyAddress: AddressInfo;
+  readonly adminAddress: AddressInfo;
+  readonly credentials: Credentials;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Graceful stop: refuse new requests, finish in-flight ones (bounded), release everything. */
+  close(): Promise<void>;
+}
+
+const PREFETCH_RETRY_MIN_MS = 1_000;
+const PREFETCH_RETRY_MAX_MS = 30_000;
+
+/** Starts the proxy and admin listeners for a validated configuration. */
+export async function startTokenInjector(
+  config: Config,
+  options: StartOptions = {},
+): Promise<RunningInjector> {
+  const logger = options.logger ?? createLogger(config.log.level, options.logDestination);
+  const metrics = new Metrics();
+  const credentials = new Credentials(config, { metrics, logger });
+  const upstreams = new Upstreams(config.routes);
+  let serving = false;
+  let proxy: ProxyServer | undefined;
+  let admin: AdminServer | undefined;
+  const stopPrefetch: (() => void)[] = [];
+
+  try {
+    const prefetch = [...config.credentials.values()].filter((c) => c.prefetch).map((c) => c.name);
+    admin = await startAdminServer(config.admin.listen, {
+      credentials,
+      metrics,
+      readiness: { serving: () => serving, prefetch },
+    });
+    proxy = await startProxyServer(
+      config.listen,
+      createProxyHandler({ config, credentials, upstreams, metrics, logger }),
+      createConnectHandler(config, logger),
+    );
+    serving = true;
+    for (const name of prefetch) stopPrefetch.push(prefetchUntilReady(credentials.get(name)));
+  } catch (err) {
+    await admin?.close();
+    await upstreams.close();
+    await credentials.close();
+    throw err;
+  }
+  logger.info(
+    {
+      event: 'started',
+      listen: `${proxy.address.address}:${proxy.address.port}`,
+      admin: `${admin.address.address}:${admin.address.port}`,
+      routes: config.routes.length,
+      credentials: config.credentials.size,
+    },
+    'token-injector started',
+  );
+
+  const proxyServer = proxy;
+  const adminServer = admin;
+  let closed: Promise<void> | undefined;
+  return {
+    proxyAddress: proxy.address,
+    adminAddress: admin.address,
+    credentials,
+    metrics,
+    logger,
+    close() {
+      closed ??= (async () => {
+        serving = false;
+        for (const stop of stopPrefetch) stop();
+        logger.info(
+          { event: 'stopping', in_flight: proxyServer.inFlight },
+          'stopping: draining in-flight requests',
+        );
+        await proxyServer.close(config.shutdownTimeoutMs);
+        await adminServer.close();
+        await upstreams.close();
+        await credentials.close();
+        logger.info({ event: 'stopped' }, 'token-injector stopped');
+      })();
+      return closed;
+    },
+  };
+}
+
+/**
+ * Fetches a `prefetch` credential's first token, retrying with capped exponential backoff until
+ * it succeeds, so /readyz turns ready by itself once the identity provider is reachable.
+ */
+function prefetchUntilReady(source: TokenSource): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let delay = PREFETCH_RETRY_MIN_MS;
+  const attempt = () => {
+    source.get().catch(() => {
+      if (stopped) return;
+      timer = setTimeout(attempt, delay * (0.8 + Math.random() * 0.4));
+      delay = Math.min(delay * 2, PREFETCH_RETRY_MAX_MS);
+    });
+  };
+  attempt();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}

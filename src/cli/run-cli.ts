@@ -1,0 +1,185 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { startTokenInjector } from '../app.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { Credentials } from '../credentials/credentials.js';
+import { ConfigError, formatProblem, TokenInjectorError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { EXIT } from './exit-codes.js';
+
+const HELP = `token-injector: OAuth 2.0 for any program, without a code change.
+
+Usage:
+  token-injector run --config FILE        start the proxy and admin listeners
+  token-injector validate --config FILE   check a configuration; print every problem
+  token-injector token NAME --config FILE print one access token of credential NAME
+  token-injector --help | --version
+
+Options:
+  -c, --config FILE   configuration file (YAML); default: $TOKEN_INJECTOR_CONFIG
+  -h, --help          show this help
+  -v, --version       print the version
+
+Exit codes:
+  0  success
+  1  invalid configuration (each problem is printed with its key path)
+  2  bad command-line usage
+  3  token: no token could be obtained (the reason is printed)
+  4  run: the proxy could not start (for example, the port is in use)
+
+Signals (run): SIGTERM or SIGINT stops accepting connections, lets in-flight
+requests finish (up to shutdown_timeout) and exits 0.
+`;
+
+export interface CliIo {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+const processIo: CliIo = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  env: process.env,
+};
+
+/** Runs one command; resolves with the exit code (for `run`, once the proxy has stopped). */
+export async function runCli(argv: string[], io: CliIo = processIo): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    io.err(`token-injector: ${(err as Error).message}\nRun 'token-injector --help' for usage.\n`);
+    return EXIT.usage;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.out(HELP);
+    return EXIT.ok;
+  }
+  if (values.version) {
+    io.out(`${version()}\n`);
+    return EXIT.ok;
+  }
+  const [command, ...rest] = positionals;
+  const configPath = values.config ?? io.env['TOKEN_INJECTOR_CONFIG'];
+  if (!command) {
+    io.err(HELP);
+    return EXIT.usage;
+  }
+  if (!['run', 'validate', 'token'].includes(command)) {
+    io.err(`token-injector: unknown command "${command}"\nRun 'token-injector --help' for usage.\n`);
+    return EXIT.usage;
+  }
+  const expected = command === 'token' ? 1 : 0;
+  if (rest.length !== expected) {
+    io.err(
+      command === 'token'
+        ? 'token-injector: usage: token-injector token NAME --config FILE\n'
+        : `token-injector: "${command}" takes no arguments besides --config\n`,
+    );
+    return EXIT.usage;
+  }
+  if (!configPath) {
+    io.err('token-injector: --config FILE is required (or set TOKEN_INJECTOR_CONFIG)\n');
+    return EXIT.usage;
+  }
+  let config: Config;
+  try {
+    config = loadConfig(configPath);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.err(
+      `${configPath}: invalid configuration\n${err.problems.map((p) => `  ${formatProblem(p)}\n`).join('')}`,
+    );
+    return EXIT.configInvalid;
+  }
+  switch (command) {
+    case 'validate':
+      io.out(
+        `${configPath}: valid (${config.credentials.size} credential${config.credentials.size === 1 ? '' : 's'}, ${config.routes.length} route${config.routes.length === 1 ? '' : 's'})\n`,
+      );
+      return EXIT.ok;
+    case 'token':
+      return printToken(config, rest[0]!, io);
+    default:
+      return run(config, io);
+  }
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+    },
+  });
+}
+
+async function printToken(config: Config, name: string, io: CliIo): Promise<number> {
+  if (!config.credentials.has(name)) {
+    const known = [...config.credentials.keys()].join(', ') || 'none';
+    io.err(`token-injector: unknown credential "${name}" (known: ${known})\n`);
+    return EXIT.usage;
+  }
+  // stdout carries only the token; diagnostics go to stderr.
+  const credentials = new Credentials(config, { logger: createLogger('error', stderrDestination()) });
+  try {
+    const token = await credentials.get(name).get();
+    io.out(`${token.accessToken}\n`);
+    return EXIT.ok;
+  } catch (err) {
+    const e = err as TokenInjectorError;
+    io.err(`token-injector: ${e instanceof TokenInjectorError ? `${e.code}: ` : ''}${e.message}\n`);
+    return EXIT.tokenFailed;
+  } finally {
+    await credentials.close();
+  }
+}
+
+async function run(config: Config, io: CliIo): Promise<number> {
+  let injector: Awaited<ReturnType<typeof startTokenInjector>>;
+  try {
+    injector = await startTokenInjector(config);
+  } catch (err) {
+    io.err(`token-injector: cannot start: ${(err as Error).message}\n`);
+    return EXIT.startFailed;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        // A second signal means "now": do not wait for the drain.
+        injector.logger.warn({ event: 'forced_exit', signal }, 'second signal: exiting now');
+        injector.logger.flush();
+        process.exit(EXIT.ok);
+      }
+      stopping = true;
+      injector.logger.info({ event: 'signal', signal }, 'shutting down');
+      injector.close().then(() => {
+        injector.logger.flush();
+        process.off('SIGTERM', stop);
+        process.off('SIGINT', stop);
+        resolve(EXIT.ok);
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+function stderrDestination() {
+  return { write: (line: string) => process.stderr.write(line) };
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}

@@ -1,0 +1,146 @@
+/**
+ * Every failure token-injector reports has a class here and a stable `code`. The code is what
+ * apps see in JSON error bodies, what metrics count and what tests assert; messages may change,
+ * codes may not. Messages and fields never carry a secret or a token.
+ */
+
+export type ErrorCode =
+  | 'config_invalid'
+  | 'token_endpoint_unreachable'
+  | 'token_endpoint_timeout'
+  | 'token_endpoint_rejected'
+  | 'token_response_invalid'
+  | 'upstream_unreachable'
+  | 'upstream_timeout'
+  | 'route_not_found'
+  | 'connect_not_allowed'
+  | 'proxy_loop'
+  | 'bad_request'
+  | 'unknown_credential'
+  | 'internal_error';
+
+export abstract class TokenInjectorError extends Error {
+  abstract readonly code: ErrorCode;
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = this.constructor.name;
+  }
+}
+
+/** One problem in a configuration file, with the exact key path it concerns. */
+export interface ConfigProblem {
+  readonly path: string;
+  readonly message: string;
+}
+
+export class ConfigError extends TokenInjectorError {
+  readonly code = 'config_invalid' as const;
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(problems: readonly ConfigProblem[], options?: ErrorOptions) {
+    super(problems.map(formatProblem).join('\n'), options);
+    this.problems = problems;
+  }
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  return p.path ? `${p.path}: ${p.message}` : p.message;
+}
+
+/** Base of every failure to obtain a token; carries the credential name, never its secret. */
+export abstract class TokenError extends TokenInjectorError {
+  abstract override readonly code:
+    | 'token_endpoint_unreachable'
+    | 'token_endpoint_timeout'
+    | 'token_endpoint_rejected'
+    | 'token_response_invalid';
+  readonly credential: string;
+
+  constructor(credential: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.credential = credential;
+  }
+}
+
+/** The token endpoint could not be reached (DNS, refused, reset, TLS failure). */
+export class TokenEndpointUnreachableError extends TokenError {
+  readonly code = 'token_endpoint_unreachable' as const;
+}
+
+/** The whole token request did not finish within the credential's `timeout`. */
+export class TokenEndpointTimeoutError extends TokenError {
+  readonly code = 'token_endpoint_timeout' as const;
+}
+
+/**
+ * The token endpoint answered with an OAuth error (RFC 6749 §5.2) or a non-2xx status.
+ * `oauthError` and `oauthErrorDescription` are the server's words and are safe to show.
+ */
+export class TokenEndpointRejectedError extends TokenError {
+  readonly code = 'token_endpoint_rejected' as const;
+  readonly status: number;
+  readonly oauthError: string | undefined;
+  readonly oauthErrorDescription: string | undefined;
+
+  constructor(
+    credential: string,
+    status: number,
+    oauthError: string | undefined,
+    oauthErrorDescription: string | undefined,
+  ) {
+    const what = oauthError
+      ? `${oauthError}${oauthErrorDescription ? ` (${oauthErrorDescription})` : ''}`
+      : 'no OAuth error body';
+    super(credential, `token endpoint answered HTTP ${status}: ${what}`);
+    this.status = status;
+    this.oauthError = oauthError;
+    this.oauthErrorDescription = oauthErrorDescription;
+  }
+}
+
+/** The token endpoint answered 2xx with something that is not a usable token response. */
+export class TokenResponseInvalidError extends TokenError {
+  readonly code = 'token_response_invalid' as const;
+}
+
+export class UpstreamUnreachableError extends TokenInjectorError {
+  readonly code = 'upstream_unreachable' as const;
+}
+
+export class UpstreamTimeoutError extends TokenInjectorError {
+  readonly code = 'upstream_timeout' as const;
+}
+
+export class RouteNotFoundError extends TokenInjectorError {
+  readonly code = 'route_not_found' as const;
+  readonly host: string;
+  readonly path: string;
+
+  constructor(host: string, path: string) {
+    super(`no route matches host "${host}" and path "${path}"`);
+    this.host = host;
+    this.path = path;
+  }
+}
+
+export class ConnectNotAllowedError extends TokenInjectorError {
+  readonly code = 'connect_not_allowed' as const;
+}
+
+export class ProxyLoopError extends TokenInjectorError {
+  readonly code = 'proxy_loop' as const;
+}
+
+export class BadRequestError extends TokenInjectorError {
+  readonly code = 'bad_request' as const;
+}
+
+export class UnknownCredentialError extends TokenInjectorError {
+  readonly code = 'unknown_credential' as const;
+}
+
+/** A bug in token-injector: never expected, always answered with 500 rather than a crash. */
+export class InternalError extends TokenInjectorError {
+  readonly code = 'internal_error' as const;
+}

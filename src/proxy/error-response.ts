@@ -1,0 +1,69 @@
+import type { ServerResponse } from 'node:http';
+import { type ErrorCode, TokenError, type TokenInjectorError } from '../errors.js';
+
+/** Seconds a client is asked to wait when the identity provider cannot be reached. */
+const RETRY_AFTER_SECONDS = 5;
+
+/** The one place that decides which HTTP status each failure becomes. */
+export function statusFor(code: ErrorCode): number {
+  switch (code) {
+    case 'bad_request':
+      return 400;
+    case 'route_not_found':
+    case 'connect_not_allowed':
+      return 403;
+    case 'token_endpoint_rejected':
+    case 'token_response_invalid':
+    case 'upstream_unreachable':
+      return 502;
+    case 'token_endpoint_unreachable':
+      return 503;
+    case 'token_endpoint_timeout':
+    case 'upstream_timeout':
+      return 504;
+    case 'proxy_loop':
+      return 508;
+    case 'config_invalid':
+    case 'unknown_credential':
+    case 'internal_error':
+      return 500;
+  }
+}
+
+export interface ErrorBody {
+  readonly error: ErrorCode;
+  readonly detail: string;
+  readonly credential?: string;
+  readonly route?: string;
+  readonly host?: string;
+  readonly path?: string;
+}
+
+/** The JSON body the app receives; built from typed fields that never hold a secret. */
+export function errorBody(err: TokenInjectorError, extra: Partial<ErrorBody> = {}): ErrorBody {
+  return {
+    error: err.code,
+    ...(err instanceof TokenError ? { credential: err.credential } : {}),
+    ...extra,
+    detail: err.message,
+  };
+}
+
+/** Writes an error answer if the response has not started; otherwise cuts the connection. */
+export function sendError(res: ServerResponse, err: TokenInjectorError, extra?: Partial<ErrorBody>): number {
+  const status = statusFor(err.code);
+  if (res.headersSent) {
+    res.destroy();
+    return status;
+  }
+  const body = JSON.stringify(errorBody(err, extra));
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  };
+  if (err.code === 'token_endpoint_unreachable') headers['retry-after'] = RETRY_AFTER_SECONDS;
+  res.writeHead(status, headers);
+  res.end(body);
+  return status;
+}

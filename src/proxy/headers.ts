@@ -1,0 +1,94 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) plus those undici manages itself. `proxy-authorization`
+ * is the proxy's own credential and must never travel upstream; `expect` is answered by us.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'expect',
+]);
+
+export const VIA = '1.1 token-injector';
+
+/**
+ * The headers sent upstream, as undici's flat `[name, value, …]` list: the client's headers in
+ * their order, minus hop-by-hop headers and those named in `Connection`, with `inject` (if any)
+ * replacing every header of the same name the client sent.
+ */
+export function upstreamRequestHeaders(
+  rawHeaders: readonly string[],
+  inject: { readonly name: string; readonly value: string } | undefined,
+): string[] {
+  const named = connectionNamed(rawHeaders);
+  const injectName = inject?.name.toLowerCase();
+  const out: string[] = [];
+  let via: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === injectName || named?.has(lower)) continue;
+    if (lower === 'via') {
+      via = via === undefined ? rawHeaders[i + 1]! : `${via}, ${rawHeaders[i + 1]!}`;
+      continue;
+    }
+    out.push(name, rawHeaders[i + 1]!);
+  }
+  // RFC 9110 §7.6.3: a proxy appends itself to Via; it also lets us detect forwarding loops.
+  out.push('via', via === undefined ? VIA : `${via}, ${VIA}`);
+  if (inject) out.push(inject.name, inject.value);
+  return out;
+}
+
+/** Response headers from undici's parsed object, minus hop-by-hop ones, ready for `writeHead`. */
+export function downstreamResponseHeaders(
+  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+): OutgoingHttpHeaders {
+  const connection = headers['connection'];
+  const named = connection
+    ? tokens(Array.isArray(connection) ? connection.join(',') : connection)
+    : undefined;
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/** True when this request already went through a token-injector (ours or a peer's). */
+export function hasOurVia(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() === 'via' && rawHeaders[i + 1]!.includes('token-injector')) return true;
+  }
+  return false;
+}
+
+function connectionNamed(rawHeaders: readonly string[]): Set<string> | undefined {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() === 'connection') {
+      named ??= new Set();
+      for (const t of tokens(rawHeaders[i + 1]!)) named.add(t);
+    }
+  }
+  return named;
+}
+
+function tokens(value: string): Set<string> {
+  return new Set(
+    value
+      .split(',')
+      .map((t) => t.trim().toLowerCase())
+      .filter(Boolean),
+  );
+}

@@ -1,0 +1,64 @@
+import type { IncomingMessage } from 'node:http';
+import { BadRequestError } from '../errors.js';
+import type { RequestTarget } from '../router/router.js';
+
+export interface ParsedTarget extends RequestTarget {
+  /** True when the client sent absolute-form (`GET http://host/path`), i.e. used us as HTTP_PROXY. */
+  readonly forward: boolean;
+  readonly scheme: 'http' | 'https';
+}
+
+/**
+ * Works out which host, port and path a request is for. Origin-form requests (reverse mode) name
+ * the host in `Host:`; absolute-form requests (forward mode) name it in the request line, which
+ * then wins over `Host:` (RFC 9112 §3.2.2).
+ */
+export function parseTarget(req: IncomingMessage): ParsedTarget {
+  const url = req.url ?? '';
+  const method = req.method ?? 'GET';
+  if (url.startsWith('/')) {
+    const authority = req.headers.host;
+    if (!authority) throw new BadRequestError('request has no Host header');
+    const hp = splitAuthority(authority, 80);
+    if (!hp) throw new BadRequestError('Host header is not a valid host[:port]');
+    return { ...hp, path: url, method, forward: false, scheme: 'http' };
+  }
+  const scheme = url.slice(0, 8).toLowerCase();
+  if (scheme.startsWith('http://') || scheme.startsWith('https://')) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new BadRequestError('request target is not a valid absolute URL');
+    }
+    if (parsed.username || parsed.password)
+      throw new BadRequestError('request target must not contain user info');
+    const isHttps = parsed.protocol === 'https:';
+    const port = parsed.port ? Number(parsed.port) : isHttps ? 443 : 80;
+    return {
+      host: normaliseHost(parsed.hostname),
+      port,
+      path: `${parsed.pathname}${parsed.search}`,
+      method,
+      forward: true,
+      scheme: isHttps ? 'https' : 'http',
+    };
+  }
+  throw new BadRequestError('request target must be a path or an absolute http:// URL');
+}
+
+/** `host`, `host:port`, `[v6]`, `[v6]:port` → lower-case host (no trailing dot) and port. */
+export function splitAuthority(
+  authority: string,
+  defaultPort: number,
+): { host: string; port: number } | undefined {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]\s/@]+)(?::(\d{1,5}))?$/.exec(authority.trim());
+  if (!m) return undefined;
+  const port = m[2] === undefined ? defaultPort : Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: normaliseHost(m[1]!), port };
+}
+
+function normaliseHost(host: string): string {
+  return host.toLowerCase().replace(/\.$/, '');
+}

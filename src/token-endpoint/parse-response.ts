@@ -1,0 +1,111 @@
+import { TokenEndpointRejectedError, TokenResponseInvalidError } from '../errors.js';
+import type { Token } from './token.js';
+
+export interface ParseOptions {
+  readonly credential: string;
+  /** Used when the server omits `expires_in` (RFC 6749 §5.1 makes it only RECOMMENDED). */
+  readonly defaultLifetimeMs: number;
+  /** Caps absurd lifetimes so a token is re-fetched at least this often. */
+  readonly maxLifetimeMs: number;
+  readonly now: number;
+}
+
+export interface RawResponse {
+  readonly status: number;
+  readonly contentType: string | undefined;
+  readonly body: string;
+}
+
+/**
+ * Turns a token endpoint's answer into a {@link Token} or a typed error, strictly: the error body
+ * of RFC 6749 §5.2 first, then the required fields of §5.1. The access token is checked to be
+ * safe in an HTTP header, since it is written into one.
+ */
+export function parseTokenResponse(res: RawResponse, opts: ParseOptions): Token {
+  const { credential } = opts;
+  if (res.status >= 300 && res.status < 400) {
+    throw new TokenResponseInvalidError(
+      credential,
+      `token endpoint answered a redirect (HTTP ${res.status}); token requests are never redirected`,
+    );
+  }
+  const json = tryParseJson(res.body);
+  if (res.status < 200 || res.status >= 300 || (isObject(json) && typeof json['error'] === 'string')) {
+    const error = isObject(json) ? safeText(json['error']) : undefined;
+    const description = isObject(json) ? safeText(json['error_description']) : undefined;
+    throw new TokenEndpointRejectedError(credential, res.status, error, description);
+  }
+  if (!isObject(json)) {
+    throw new TokenResponseInvalidError(
+      credential,
+      `token endpoint answered HTTP ${res.status} with ${describeBody(res)}, not a JSON object`,
+    );
+  }
+  const accessToken = json['access_token'];
+  if (typeof accessToken !== 'string' || accessToken.length === 0) {
+    throw new TokenResponseInvalidError(credential, 'token response has no access_token string');
+  }
+  // Visible ASCII only: a CR or LF would let the token endpoint inject headers upstream.
+  if (!/^[\x21-\x7e]+$/.test(accessToken)) {
+    throw new TokenResponseInvalidError(
+      credential,
+      'access_token holds characters that cannot be sent in an HTTP header',
+    );
+  }
+  const tokenType = json['token_type'] ?? 'Bearer';
+  if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer') {
+    throw new TokenResponseInvalidError(
+      credential,
+      `token_type ${JSON.stringify(safeText(tokenType) ?? null)} is not Bearer (RFC 6750)`,
+    );
+  }
+  const lifetimeMs = lifetime(json['expires_in'], opts);
+  const scope = typeof json['scope'] === 'string' ? json['scope'] : undefined;
+  return {
+    accessToken,
+    tokenType,
+    issuedAt: opts.now,
+    expiresAt: opts.now + lifetimeMs,
+    ...(scope !== undefined ? { scope } : {}),
+  };
+}
+
+function lifetime(value: unknown, opts: ParseOptions): number {
+  if (value === undefined || value === null) return opts.defaultLifetimeMs;
+  // Some servers send expires_in as a string ("3600"); accept it when it is a plain number.
+  const seconds = typeof value === 'string' && /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value;
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) {
+    throw new TokenResponseInvalidError(
+      opts.credential,
+      `expires_in ${JSON.stringify(safeText(value) ?? typeof value)} is not a positive number of seconds`,
+    );
+  }
+  return Math.min(seconds * 1000, opts.maxLifetimeMs);
+}
+
+function tryParseJson(body: string): unknown {
+  try {
+    return JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Server-provided text, trimmed to printable characters and a sane length for logs and errors. */
+function safeText(value: unknown): string | undefined {
+  if (typeof value !== 'string' && typeof value !== 'number') return undefined;
+  return String(value)
+    .replace(/[^\x20-\x7e]/g, '?')
+    .slice(0, 300);
+}
+
+function describeBody(res: RawResponse): string {
+  if (res.body.length === 0) return 'an empty body';
+  const type = res.contentType?.split(';')[0]?.trim();
+  if (type === 'text/html' || /^\s*</.test(res.body)) return 'an HTML page';
+  return `a body of type ${type ?? 'unknown'} that is not JSON`;
+}

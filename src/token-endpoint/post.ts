@@ -1,0 +1,111 @@
+import { Agent, type Dispatcher, request } from 'undici';
+import type { TlsTrust } from '../config/types.js';
+import {
+  TokenEndpointTimeoutError,
+  TokenEndpointUnreachableError,
+  type TokenError,
+  TokenResponseInvalidError,
+} from '../errors.js';
+import { trustOptions } from '../tls.js';
+import { parseTokenResponse } from './parse-response.js';
+import type { Token } from './token.js';
+
+export interface TokenEndpointOptions {
+  readonly credential: string;
+  readonly url: URL;
+  readonly timeoutMs: number;
+  readonly tls: TlsTrust;
+  readonly maxResponseBytes: number;
+  readonly defaultLifetimeMs: number;
+  readonly maxLifetimeMs: number;
+  readonly now?: () => number;
+}
+
+/** One POST to a token endpoint: form in, {@link Token} or a typed {@link TokenError} out. */
+export interface TokenEndpoint {
+  post(form: URLSearchParams, headers: Record<string, string>): Promise<Token>;
+  close(): Promise<void>;
+}
+
+/**
+ * A token endpoint reached over its own keep-alive connection pool, so token traffic never
+ * competes with proxied traffic for sockets. The whole exchange (connect, send, headers, body)
+ * is bounded by one deadline.
+ */
+export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
+  const dispatcher: Dispatcher = new Agent({
+    keepAliveTimeout: 30_000,
+    connections: 4,
+    connect: trustOptions(opts.tls),
+  });
+  const now = opts.now ?? Date.now;
+
+  async function post(form: URLSearchParams, headers: Record<string, string>): Promise<Token> {
+    const signal = AbortSignal.timeout(opts.timeoutMs);
+    // The lifetime counts from before the request: the server's clock started it no later.
+    const startedAt = now();
+    let status: number;
+    let contentType: string | undefined;
+    let body: string;
+    try {
+      const res = await request(opts.url, {
+        dispatcher,
+        method: 'POST',
+        headers: {
+          ...headers,
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
+        body: form.toString(),
+        signal,
+      });
+      status = res.statusCode;
+      const ct = res.headers['content-type'];
+      contentType = Array.isArray(ct) ? ct[0] : ct;
+      body = await readCapped(res.body, opts.maxResponseBytes, opts.credential);
+    } catch (err) {
+      throw classify(err, opts, signal);
+    }
+    return parseTokenResponse({ status, contentType, body }, { ...opts, now: startedAt });
+  }
+
+  return { post, close: () => dispatcher.close() };
+}
+
+async function readCapped(body: Dispatcher.ResponseData['body'], max: number, credential: string) {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > max) {
+      body.destroy();
+      throw new TokenResponseInvalidError(credential, `token response is larger than ${max} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function classify(err: unknown, opts: TokenEndpointOptions, signal: AbortSignal): TokenError {
+  if (err instanceof TokenResponseInvalidError) return err;
+  const e = err as { name?: string; code?: string; message?: string };
+  const where = `${opts.url.origin}${opts.url.pathname}`;
+  if (
+    signal.aborted ||
+    e.name === 'TimeoutError' ||
+    e.code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    e.code === 'UND_ERR_BODY_TIMEOUT'
+  ) {
+    return new TokenEndpointTimeoutError(
+      opts.credential,
+      `token endpoint ${where} did not answer within ${opts.timeoutMs} ms`,
+      { cause: err },
+    );
+  }
+  const reason = e.code ?? e.name ?? 'error';
+  return new TokenEndpointUnreachableError(
+    opts.credential,
+    `token endpoint ${where} is unreachable (${reason}${e.message ? `: ${e.message}` : ''})`,
+    { cause: err },
+  );
+}
