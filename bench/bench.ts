@@ -727,7 +727,9 @@ async function scanLog(file: string): Promise<LogScan> {
     scan.byLevel[level] = (scan.byLevel[level] ?? 0) + 1;
     const status = /"event":"request".*"status":(\d+)/.exec(line)?.[1];
     if (status) scan.statuses[status] = (scan.statuses[status] ?? 0) + 1;
-    if ((level !== 'info' || (status && status !== '200')) && scan.samples.length < 5) {
+    // 499: wrk closed the connection with the request in flight, which happens at the end of every
+    // run (at most one per connection); anything else but 200 is worth a look.
+    if ((level !== 'info' || (status && status !== '200' && status !== '499')) && scan.samples.length < 5) {
       scan.samples.push(line.slice(0, 400));
     }
   }
@@ -739,6 +741,7 @@ async function scanLog(file: string): Promise<LogScan> {
 
 async function main(): Promise<number> {
   const started = Date.now();
+  const cpus = os.availableParallelism(); // before pinning ourselves to one core
   const tools = await ensureTools();
   for (const n of tools.notes) log(`NOTE: ${n}`);
   const tck = await run('getconf', ['CLK_TCK'], 5_000);
@@ -861,7 +864,7 @@ async function main(): Promise<number> {
     const names = targets.map((t) => t.name);
     process.stdout.write('\n');
     process.stdout.write(
-      `token-injector benchmark: ${os.cpus()[0]?.model ?? 'cpu?'}, ${os.availableParallelism()} CPUs, ` +
+      `token-injector benchmark: ${os.cpus()[0]?.model ?? 'cpu?'}, ${cpus} CPUs, ` +
         `node ${process.version}, ${DURATION_S} s runs after ${WARMUP_S} s warm-up, ${ROUNDS} round(s)` +
         (ROUNDS > 1 ? ' (medians)' : '') +
         `\n100-byte GET responses; each proxy injects a cached token; nginx access_log ` +
@@ -882,10 +885,18 @@ async function main(): Promise<number> {
     process.stdout.write(`\ntoken-injector: ${verdict}\n`);
     process.stdout.write(
       `token-injector self-report: ${tokenRequests} token request(s); ${logScan.lines} log lines ` +
-        `${JSON.stringify(logScan.byLevel)}; logged statuses ${JSON.stringify(logScan.statuses)}\n` +
+        `${JSON.stringify(logScan.byLevel)}; logged statuses ${JSON.stringify(logScan.statuses)}` +
+        ` (499 = wrk closed a connection mid-request when a run ended)\n` +
         `  ${proxied.join('\n  ')}\n`,
     );
     for (const s of logScan.samples) process.stdout.write(`  log: ${s}\n`);
+    const wrkRuns = WARMUP_S > 0 ? 2 : 1;
+    const max499 = ROUNDS * wrkRuns * CONNECTIONS.reduce((a, c) => a + c, 0);
+    if ((logScan.statuses['499'] ?? 0) > max499) {
+      process.stdout.write(
+        `WARNING: more 499s (${logScan.statuses['499']}) than wrk runs can explain (${max499})\n`,
+      );
+    }
     const bad = all.filter((m) => m.badStatus > 0 || m.errors > 0);
     if (bad.length) {
       process.stdout.write(
@@ -902,7 +913,7 @@ async function main(): Promise<number> {
         {
           date: new Date().toISOString(),
           commit: (await run('git', ['rev-parse', 'HEAD'], 5_000)).stdout.trim() || undefined,
-          machine: { cpu: os.cpus()[0]?.model, cpus: os.availableParallelism(), kernel: os.release() },
+          machine: { cpu: os.cpus()[0]?.model, cpus, kernel: os.release() },
           node: process.version,
           nginx: tools.nginx ? (await run(tools.nginx, ['-v'], 5_000)).stderr.trim() : undefined,
           wrk: (await run(tools.wrk, ['-v'], 5_000)).stdout.split('\n')[0]?.trim(),

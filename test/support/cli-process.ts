@@ -57,8 +57,9 @@ export class CliProcess {
   readonly #exitWaiters: ((e: CliExit) => void)[] = [];
 
   constructor(args: readonly string[], opts: SpawnOptions = {}) {
-    const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
+    const env: NodeJS.ProcessEnv = { ...process.env };
     delete env['TOKEN_INJECTOR_CONFIG'];
+    Object.assign(env, opts.env);
     for (const name of opts.unsetEnv ?? []) delete env[name];
     this.child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
       cwd: REPO_ROOT,
