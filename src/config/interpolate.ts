@@ -8,7 +8,7 @@ export interface ConfigSources {
   readonly baseDir?: string;
 }
 
-const REFERENCE = /\$\$\{|\$\{([a-z]+):([^}]*)\}/g;
+const REFERENCE = /\$\$\{|\$\{([a-z]+):([^}]*)\}|\$\{/g;
 
 /**
  * Replaces every `${env:NAME}` and `${file:PATH}` in `text`. `$${` stands for a literal `${`.
@@ -19,6 +19,11 @@ export function interpolate(text: string, sources: ConfigSources): string {
   if (!text.includes('${')) return text;
   return text.replace(REFERENCE, (whole, kind: string | undefined, ref: string | undefined) => {
     if (whole === '$${') return '${';
+    // A typo such as "${env:X" or "${ENV:X}" must fail, not become the secret's literal value.
+    if (kind === undefined) {
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the message shows the literal syntax
+      throw new Error('malformed reference: write ${env:NAME} or ${file:PATH}, or $${ for a literal "${"');
+    }
     if (kind === 'env') {
       const value = sources.env[ref as string];
       if (value === undefined) throw new Error(`environment variable ${ref} is not set`);

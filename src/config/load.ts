@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import type { ConfigSources } from './interpolate.js';
 import type { Config } from './types.js';
@@ -19,11 +19,12 @@ export function parseConfigText(
   text: string,
   sources: ConfigSources,
 ): { config?: Config; problems: ConfigProblem[] } {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
   if (doc.errors.length > 0) {
     return {
       problems: doc.errors.map((e) => ({
-        path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '',
+        path: (({ line, col }) => `line ${line}, column ${col}`)(lineCounter.linePos(e.pos[0])),
         message: `YAML syntax: ${e.message.split('\n')[0]}`,
       })),
     };

@@ -64,8 +64,8 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 export const DEFAULTS = {
-  listen: { host: '127.0.0.1', port: 8080 },
-  adminListen: { host: '127.0.0.1', port: 9090 },
+  listen: Object.freeze({ host: '127.0.0.1', port: 8080 }),
+  adminListen: Object.freeze({ host: '127.0.0.1', port: 9090 }),
   tokenTimeoutMs: 10_000,
   refreshAhead: 0.8,
   shutdownTimeoutMs: 20_000,
@@ -323,12 +323,12 @@ function listenAddress(
 
 /** `127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:8080`, or a bare port (bound to loopback). */
 export function parseListen(text: string): ListenAddress | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))?:?(\d{1,5})$/.exec(text.trim());
+  // The colon is required whenever a host is given, so "8080" cannot split into "808" and "0".
+  const m = /^(?:(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):)?(\d{1,5})$/.exec(text.trim());
   if (!m) return undefined;
   const port = Number(m[3]);
   if (port > 65535) return undefined;
-  if (m[1] === undefined && m[2] === undefined && text.includes(':')) return undefined;
-  return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
+  return Object.freeze({ host: m[1] ?? m[2] ?? '127.0.0.1', port });
 }
 
 function sameHostFamily(a: string, b: string): boolean {
@@ -391,15 +391,11 @@ function tlsTrust(c: Checker, obj: Obj, path: string): TlsTrust {
   c.onlyKeys(tls, here, ['ca_file']);
   const caFile = c.string(tls, 'ca_file', here);
   if (caFile === undefined) return Object.freeze({});
-  let ca: string;
-  try {
-    ca = c.stringValue(`\${file:${caFile}}`, join(here, 'ca_file')) ?? '';
-  } catch {
-    return Object.freeze({});
-  }
-  if (ca && !ca.includes('-----BEGIN CERTIFICATE-----')) {
+  const ca = c.stringValue(`\${file:${caFile}}`, join(here, 'ca_file'));
+  if (ca === undefined) return Object.freeze({});
+  // An empty or wrong file must not silently fall back to the public roots alone.
+  if (!ca.includes('-----BEGIN CERTIFICATE-----'))
     c.add(join(here, 'ca_file'), `${caFile} holds no PEM certificate`);
-  }
   return Object.freeze({ ca, caFile });
 }
 

@@ -42,9 +42,9 @@ export interface ErrorBody {
 /** The JSON body the app receives; built from typed fields that never hold a secret. */
 export function errorBody(err: TokenInjectorError, extra: Partial<ErrorBody> = {}): ErrorBody {
   return {
+    ...extra,
     error: err.code,
     ...(err instanceof TokenError ? { credential: err.credential } : {}),
-    ...extra,
     detail: err.message,
   };
 }

@@ -221,13 +221,12 @@ describe('passthrough mode', () => {
   });
 
   it('refuses to loop a request that already passed through token-injector', async () => {
-    const res = await request(open.url, {
-      path: '/',
-      method: 'GET',
+    // Reverse mode with our own address in Host: passthrough would send it back to us.
+    const res = await plainRequest(open.url, '/', {
       headers: { host: `127.0.0.1:${open.injector.proxyAddress.port}` },
     });
-    expect(res.statusCode).toBe(508);
-    expect(((await res.body.json()) as { error: string }).error).toBe('proxy_loop');
+    expect(res.status).toBe(508);
+    expect(res.json().error).toBe('proxy_loop');
   });
 });
 

@@ -1,5 +1,5 @@
-import { parseConfigText } from '../../../src/config/load.js';
 import type { ConfigSources } from '../../../src/config/interpolate.js';
+import { parseConfigText } from '../../../src/config/load.js';
 import type { Config } from '../../../src/config/types.js';
 import type { ConfigProblem } from '../../../src/errors.js';
 
@@ -17,7 +17,9 @@ export function sources(
       reads.push(path);
       const content = files[path];
       if (content === undefined) {
-        throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT' });
+        throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), {
+          code: 'ENOENT',
+        });
       }
       return content;
     },

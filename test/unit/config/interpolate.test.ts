@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: these tests are about the literal ${env:} and ${file:} syntax
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { interpolate } from '../../../src/config/interpolate.js';
@@ -27,7 +28,10 @@ describe('interpolate', () => {
   });
 
   it('reads ${file:PATH} and trims exactly one trailing newline (LF or CRLF)', () => {
-    const src = sources({}, { '/s/lf': 'sekret\n', '/s/crlf': 'sekret\r\n', '/s/two': 'sekret\n\n', '/s/none': 'sekret' });
+    const src = sources(
+      {},
+      { '/s/lf': 'sekret\n', '/s/crlf': 'sekret\r\n', '/s/two': 'sekret\n\n', '/s/none': 'sekret' },
+    );
     expect(interpolate('${file:/s/lf}', src)).toBe('sekret');
     expect(interpolate('${file:/s/crlf}', src)).toBe('sekret');
     expect(interpolate('${file:/s/two}', src)).toBe('sekret\n');

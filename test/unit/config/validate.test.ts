@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: these tests are about the literal ${env:} and ${file:} syntax
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../../src/config/load.js';
 import { DEFAULTS, parseHostPattern, parseListen, validateConfig } from '../../../src/config/validate.js';
@@ -106,7 +107,8 @@ describe('validateConfig: shape of the document', () => {
   it('rejects duplicate keys instead of letting the last one win', () => {
     const { config, problems } = parseConfigText('listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n', sources());
     expect(config).toBeUndefined();
-    expect(problems.map((p) => p.message)).toEqual(['YAML syntax: Map keys must be unique']);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]!.message).toMatch(/^YAML syntax: Map keys must be unique/);
   });
 
   // BUG (src/config/load.ts parseConfigText): parseDocument runs with prettyErrors: false, so the
@@ -196,9 +198,9 @@ describe('validateConfig: credentials', () => {
     expect(problemsOf(credential('auth_method: basic\n'))).toEqual([
       'credentials.orders.auth_method: must be one of client_secret_basic, client_secret_post, got "basic"',
     ]);
-    expect(problemsOf(credential('', 'client_secret: s\n').replace('client_credentials', 'password'))).toEqual([
-      'credentials.orders.grant_type: must be one of client_credentials, got "password"',
-    ]);
+    expect(
+      problemsOf(credential('', 'client_secret: s\n').replace('client_credentials', 'password')),
+    ).toEqual(['credentials.orders.grant_type: must be one of client_credentials, got "password"']);
   });
 
   it('reads client_secret_post and the optional keys', () => {
@@ -218,13 +220,18 @@ describe('validateConfig: credentials', () => {
   });
 
   it('keeps a query string in token_endpoint', () => {
-    const config = validConfig(CREDENTIALS_YAML.replace('https://idp.example.com/token', 'https://idp.example.com/t?tenant=a'));
+    const config = validConfig(
+      CREDENTIALS_YAML.replace('https://idp.example.com/token', 'https://idp.example.com/t?tenant=a'),
+    );
     expect(config.credentials.get('orders')!.tokenEndpoint.href).toBe('https://idp.example.com/t?tenant=a');
   });
 
   it.each([
     ['not a url', 'credentials.orders.token_endpoint: "not a url" is not a URL'],
-    ['ftp://idp.example.com/t', 'credentials.orders.token_endpoint: must be an http:// or https:// URL, got ftp://'],
+    [
+      'ftp://idp.example.com/t',
+      'credentials.orders.token_endpoint: must be an http:// or https:// URL, got ftp://',
+    ],
     [
       'https://user:pw@idp.example.com/t',
       'credentials.orders.token_endpoint: must not contain user info; put credentials in their own keys',
@@ -290,9 +297,15 @@ describe('validateConfig: credentials', () => {
   });
 
   it.each([
-    ['timeout: soon\n', 'credentials.orders.timeout: must be a duration such as 500ms, 30s or 5m, got "soon"'],
+    [
+      'timeout: soon\n',
+      'credentials.orders.timeout: must be a duration such as 500ms, 30s or 5m, got "soon"',
+    ],
     ['timeout: 0s\n', 'credentials.orders.timeout: must be greater than 0'],
-    ['timeout: 1m 30s\n', 'credentials.orders.timeout: must be a duration such as 500ms, 30s or 5m, got "1m 30s"'],
+    [
+      'timeout: 1m 30s\n',
+      'credentials.orders.timeout: must be a duration such as 500ms, 30s or 5m, got "1m 30s"',
+    ],
     ['prefetch: "yes"\n', 'credentials.orders.prefetch: must be true or false, got "yes"'],
     [
       'refresh_ahead: 1\n',
@@ -341,9 +354,9 @@ describe('validateConfig: secrets from env and files', () => {
   });
 
   it('rejects a secret that resolves to an empty string', () => {
-    expect(problemsOf(credential('', 'client_secret: ${env:ORDERS_SECRET}\n'), sources({ ORDERS_SECRET: '' }))).toEqual(
-      ['credentials.orders.client_secret: must not be empty'],
-    );
+    expect(
+      problemsOf(credential('', 'client_secret: ${env:ORDERS_SECRET}\n'), sources({ ORDERS_SECRET: '' })),
+    ).toEqual(['credentials.orders.client_secret: must not be empty']);
     expect(
       problemsOf(credential('', 'client_secret: ${file:/s/empty}\n'), sources({}, { '/s/empty': '\n' })),
     ).toEqual(['credentials.orders.client_secret: must not be empty']);
@@ -410,9 +423,9 @@ describe('validateConfig: tls.ca_file', () => {
   });
 
   it('rejects a file that holds no PEM certificate', () => {
-    expect(problemsOf(credential('tls:\n  ca_file: /pki/ca.pem\n'), sources({}, { '/pki/ca.pem': 'hello' }))).toEqual([
-      'credentials.orders.tls.ca_file: /pki/ca.pem holds no PEM certificate',
-    ]);
+    expect(
+      problemsOf(credential('tls:\n  ca_file: /pki/ca.pem\n'), sources({}, { '/pki/ca.pem': 'hello' })),
+    ).toEqual(['credentials.orders.tls.ca_file: /pki/ca.pem holds no PEM certificate']);
   });
 
   it('names the key when the CA file is missing', () => {
@@ -424,7 +437,9 @@ describe('validateConfig: tls.ca_file', () => {
   it('names the route key path for a route CA', () => {
     expect(
       problemsOf(
-        oneRoute('name: r\nupstream: https://a.example.com\ncredential: orders\ntls:\n  ca_file: /pki/none.pem\n'),
+        oneRoute(
+          'name: r\nupstream: https://a.example.com\ncredential: orders\ntls:\n  ca_file: /pki/none.pem\n',
+        ),
       ),
     ).toEqual(['routes[0].tls.ca_file: cannot read file /pki/none.pem (ENOENT)']);
   });
@@ -432,9 +447,9 @@ describe('validateConfig: tls.ca_file', () => {
   // BUG (src/config/validate.ts tlsTrust): an empty CA file is accepted as "no extra CA" (tls.ca = ''),
   // so a Secret that was mounted but not populated silently falls back to the public roots.
   it('rejects an empty CA file', () => {
-    expect(problemsOf(credential('tls:\n  ca_file: /pki/empty.pem\n'), sources({}, { '/pki/empty.pem': '' }))).toEqual([
-      'credentials.orders.tls.ca_file: /pki/empty.pem holds no PEM certificate',
-    ]);
+    expect(
+      problemsOf(credential('tls:\n  ca_file: /pki/empty.pem\n'), sources({}, { '/pki/empty.pem': '' })),
+    ).toEqual(['credentials.orders.tls.ca_file: /pki/empty.pem holds no PEM certificate']);
   });
 });
 
@@ -466,12 +481,18 @@ describe('validateConfig: listen and admin.listen', () => {
     expect(config.admin.listen).toEqual({ host: '127.0.0.1', port: 9091 });
   });
 
-  it.each(['localhost', ':8080', '127.0.0.1:', '127.0.0.1:65536', '127.0.0.1:123456', '[::1]', '::1:8080', ''])(
-    'parseListen rejects %j',
-    (text) => {
-      expect(parseListen(text)).toBeUndefined();
-    },
-  );
+  it.each([
+    'localhost',
+    ':8080',
+    '127.0.0.1:',
+    '127.0.0.1:65536',
+    '127.0.0.1:123456',
+    '[::1]',
+    '::1:8080',
+    '',
+  ])('parseListen rejects %j', (text) => {
+    expect(parseListen(text)).toBeUndefined();
+  });
 
   it('names the key of a bad listen address', () => {
     expect(problemsOf('listen: localhost\nadmin:\n  listen: "host:99999"\n')).toEqual([
@@ -513,7 +534,10 @@ describe('validateConfig: other top-level values', () => {
     ['log:\n  level: verbose\n', 'log.level: must be one of trace, debug, info, warn, error, got "verbose"'],
     ['unmatched: allow\n', 'unmatched: must be one of deny, passthrough, got "allow"'],
     ['shutdown_timeout: soon\n', 'shutdown_timeout: must be a duration such as 500ms, 30s or 5m, got "soon"'],
-    ['shutdown_timeout: -5\n', 'shutdown_timeout: must be a duration such as 500ms, 30s or 5m, got number -5'],
+    [
+      'shutdown_timeout: -5\n',
+      'shutdown_timeout: must be a duration such as 500ms, 30s or 5m, got number -5',
+    ],
   ])('%j → %s', (yaml, problem) => {
     expect(problemsOf(yaml)).toEqual([problem]);
   });
@@ -542,18 +566,25 @@ describe('validateConfig: routes', () => {
         '  - name: c\n    upstream: https://c.example.com\n    credential: ordrs\n',
       ].join(''),
     );
-    expect(problemsOf(yaml)).toEqual(['routes[2].credential: unknown credential "ordrs" (known: orders, billing)']);
-  });
-
-  it('says "none" when no credential is configured', () => {
-    expect(problemsOf('routes:\n  - name: a\n    upstream: https://a.example.com\n    credential: x\n')).toEqual([
-      'routes[0].credential: unknown credential "x" (known: none)',
+    expect(problemsOf(yaml)).toEqual([
+      'routes[2].credential: unknown credential "ordrs" (known: orders, billing)',
     ]);
   });
 
+  it('says "none" when no credential is configured', () => {
+    expect(
+      problemsOf('routes:\n  - name: a\n    upstream: https://a.example.com\n    credential: x\n'),
+    ).toEqual(['routes[0].credential: unknown credential "x" (known: none)']);
+  });
+
   it('does not report a route again when its credential is merely invalid', () => {
-    const yaml = withRoutes(`  - ${base.replace(/\n(?=.)/g, '\n    ')}`).replace('orders-secret', '${env:NOPE}');
-    expect(problemsOf(yaml)).toEqual(['credentials.orders.client_secret: environment variable NOPE is not set']);
+    const yaml = withRoutes(`  - ${base.replace(/\n(?=.)/g, '\n    ')}`).replace(
+      'orders-secret',
+      '${env:NOPE}',
+    );
+    expect(problemsOf(yaml)).toEqual([
+      'credentials.orders.client_secret: environment variable NOPE is not set',
+    ]);
   });
 
   it('rejects duplicate and malformed route names', () => {
@@ -571,7 +602,9 @@ describe('validateConfig: routes', () => {
   });
 
   it('strips trailing slashes from the upstream base path', () => {
-    const config = validConfig(oneRoute(base.replace('https://api.example.com', 'https://api.example.com/v2//')));
+    const config = validConfig(
+      oneRoute(base.replace('https://api.example.com', 'https://api.example.com/v2//')),
+    );
     expect(config.routes[0]!.upstream.pathname).toBe('/v2');
     expect(config.routes[0]!.upstream.origin).toBe('https://api.example.com');
   });
@@ -596,14 +629,20 @@ describe('validateConfig: routes', () => {
     expect(route.match.pathPrefix).toBe('/api/');
   });
 
-  it.each(['Host', 'host', 'Connection', 'Proxy-Authorization', 'Transfer-Encoding', 'Content-Length', 'TE', 'Upgrade'])(
-    'does not allow the header %s',
-    (header) => {
-      expect(problemsOf(oneRoute(`${base}header: ${header}\n`))).toEqual([
-        `routes[0].header: "${header}" is a connection or routing header and cannot carry a token`,
-      ]);
-    },
-  );
+  it.each([
+    'Host',
+    'host',
+    'Connection',
+    'Proxy-Authorization',
+    'Transfer-Encoding',
+    'Content-Length',
+    'TE',
+    'Upgrade',
+  ])('does not allow the header %s', (header) => {
+    expect(problemsOf(oneRoute(`${base}header: ${header}\n`))).toEqual([
+      `routes[0].header: "${header}" is a connection or routing header and cannot carry a token`,
+    ]);
+  });
 
   it.each(['X Token', 'X-Token:', 'Authoriz\u00e9'])('rejects the invalid header name %j', (header) => {
     expect(problemsOf(oneRoute(`${base}header: "${header}"\n`))).toEqual([
@@ -667,10 +706,22 @@ describe('validateConfig: routes', () => {
   });
 
   it.each([
-    ['bad host!', 'routes[0].match.host: "bad host!" is not a host name; use an exact name, or "*." and a domain for its subdomains'],
-    ['"*"', 'routes[0].match.host: "*" is not a host name; use an exact name, or "*." and a domain for its subdomains'],
-    ['"a.*.com"', 'routes[0].match.host: "a.*.com" is not a host name; use an exact name, or "*." and a domain for its subdomains'],
-    ['"-a.com"', 'routes[0].match.host: "-a.com" is not a host name; use an exact name, or "*." and a domain for its subdomains'],
+    [
+      'bad host!',
+      'routes[0].match.host: "bad host!" is not a host name; use an exact name, or "*." and a domain for its subdomains',
+    ],
+    [
+      '"*"',
+      'routes[0].match.host: "*" is not a host name; use an exact name, or "*." and a domain for its subdomains',
+    ],
+    [
+      '"a.*.com"',
+      'routes[0].match.host: "a.*.com" is not a host name; use an exact name, or "*." and a domain for its subdomains',
+    ],
+    [
+      '"-a.com"',
+      'routes[0].match.host: "-a.com" is not a host name; use an exact name, or "*." and a domain for its subdomains',
+    ],
     ['a.com:0', 'routes[0].match.host: port 0 is out of range'],
     ['a.com:70000', 'routes[0].match.host: port 70000 is out of range'],
   ])('rejects match.host %s', (host, problem) => {

@@ -1,0 +1,141 @@
+import type { IncomingMessage } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { BadRequestError } from '../../../src/errors.js';
+import { parseTarget, splitAuthority } from '../../../src/proxy/target.js';
+
+function req(url: string, headers: Record<string, string> = {}, method = 'GET'): IncomingMessage {
+  return { url, method, headers } as unknown as IncomingMessage;
+}
+
+function badRequest(r: IncomingMessage): BadRequestError {
+  try {
+    parseTarget(r);
+  } catch (err) {
+    expect(err).toBeInstanceOf(BadRequestError);
+    expect((err as BadRequestError).code).toBe('bad_request');
+    return err as BadRequestError;
+  }
+  throw new Error('expected parseTarget to throw');
+}
+
+describe('parseTarget: origin-form (reverse mode)', () => {
+  it('takes host and port from Host and the path as sent', () => {
+    expect(parseTarget(req('/v1/orders?x=1&y=%2F', { host: 'Orders.Example.com:8443' }, 'POST'))).toEqual({
+      host: 'orders.example.com',
+      port: 8443,
+      path: '/v1/orders?x=1&y=%2F',
+      method: 'POST',
+      forward: false,
+      scheme: 'http',
+    });
+  });
+
+  it('defaults the port to 80 and drops a trailing dot', () => {
+    const t = parseTarget(req('/', { host: 'api.example.com.' }));
+    expect(t.host).toBe('api.example.com');
+    expect(t.port).toBe(80);
+  });
+
+  it('keeps the brackets of an IPv6 host', () => {
+    expect(parseTarget(req('/x', { host: '[::1]:8080' }))).toMatchObject({ host: '[::1]', port: 8080 });
+    expect(parseTarget(req('/x', { host: '[2001:DB8::1]' }))).toMatchObject({
+      host: '[2001:db8::1]',
+      port: 80,
+    });
+  });
+
+  it('does not normalise the path', () => {
+    expect(parseTarget(req('/a/../b//c', { host: 'h' })).path).toBe('/a/../b//c');
+  });
+
+  it('rejects a request without Host', () => {
+    expect(badRequest(req('/x')).message).toBe('request has no Host header');
+    expect(badRequest(req('/x', { host: '' })).message).toBe('request has no Host header');
+  });
+
+  it.each([
+    'a b',
+    'host:',
+    'host:0',
+    'host:65536',
+    'host:123456',
+    'host:port',
+    'user@host',
+    'host/path',
+    '[::1',
+    '::1',
+    '[::1]x',
+    '[zz::1]',
+  ])('rejects the Host %j', (host) => {
+    expect(badRequest(req('/x', { host })).message).toBe('Host header is not a valid host[:port]');
+  });
+});
+
+describe('parseTarget: absolute-form (forward mode)', () => {
+  it('takes host, port and path from the request line, over Host', () => {
+    expect(
+      parseTarget(req('http://API.example.com:8080/v1/x?q=1', { host: 'other.example.com' }, 'DELETE')),
+    ).toEqual({
+      host: 'api.example.com',
+      port: 8080,
+      path: '/v1/x?q=1',
+      method: 'DELETE',
+      forward: true,
+      scheme: 'http',
+    });
+  });
+
+  it('uses the scheme default port', () => {
+    expect(parseTarget(req('http://a.example.com/'))).toMatchObject({ port: 80, scheme: 'http' });
+    expect(parseTarget(req('https://a.example.com/'))).toMatchObject({ port: 443, scheme: 'https' });
+    expect(parseTarget(req('http://a.example.com:80/'))).toMatchObject({ port: 80 });
+    expect(parseTarget(req('HTTPS://A.example.com:8443'))).toMatchObject({
+      host: 'a.example.com',
+      port: 8443,
+      scheme: 'https',
+      path: '/',
+    });
+  });
+
+  it('keeps the brackets of an IPv6 host', () => {
+    expect(parseTarget(req('http://[::1]:9000/p'))).toMatchObject({ host: '[::1]', port: 9000, path: '/p' });
+  });
+
+  it('drops a fragment and a trailing dot', () => {
+    expect(parseTarget(req('http://a.example.com./p?x#frag'))).toMatchObject({
+      host: 'a.example.com',
+      path: '/p?x',
+    });
+  });
+
+  it('rejects user info', () => {
+    expect(badRequest(req('http://user:pw@a.example.com/')).message).toBe(
+      'request target must not contain user info',
+    );
+  });
+
+  it('rejects an unparseable URL', () => {
+    expect(badRequest(req('http://exa mple.com/')).message).toBe(
+      'request target is not a valid absolute URL',
+    );
+  });
+
+  it.each(['ftp://a.example.com/', 'a.example.com:443', '*', ''])('rejects the target %j', (url) => {
+    expect(badRequest(req(url, { host: 'a.example.com' })).message).toBe(
+      'request target must be a path or an absolute http:// URL',
+    );
+  });
+});
+
+describe('splitAuthority', () => {
+  it.each([
+    ['a.example.com', 80, { host: 'a.example.com', port: 80 }],
+    ['a.example.com', 443, { host: 'a.example.com', port: 443 }],
+    ['A.Example.COM:1', 80, { host: 'a.example.com', port: 1 }],
+    ['10.0.0.1:65535', 80, { host: '10.0.0.1', port: 65535 }],
+    ['[::ffff:10.0.0.1]:8080', 80, { host: '[::ffff:10.0.0.1]', port: 8080 }],
+    [' padded:81 ', 80, { host: 'padded', port: 81 }],
+  ])('%j (default %d)', (authority, port, expected) => {
+    expect(splitAuthority(authority, port)).toEqual(expected);
+  });
+});
