@@ -45,6 +45,12 @@ const CONNECTIONS = envList('BENCH_CONNECTIONS', [1, 64]);
 /** nginx's access log: on (buffered, to a file) by default, so both proxies log every request. */
 const NGINX_ACCESS_LOG = (process.env['BENCH_NGINX_ACCESS_LOG'] ?? 'on') !== 'off';
 const KEEP_LOGS = process.env['BENCH_KEEP_LOGS'] === '1';
+/** token-injector's log level; info (one line per request) is what the target is stated for. */
+const LOG_LEVEL = process.env['BENCH_LOG_LEVEL'] ?? 'info';
+/** Extra node flags for the proxy, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (written at exit). */
+const PROXY_NODE_ARGS = (process.env['BENCH_PROXY_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
+/** Before each measurement, wait up to this long for other processes to leave the CPUs alone. */
+const QUIET_WAIT_S = envInt('BENCH_QUIET_WAIT', 15, 0, 600);
 const TARGET_CPU_US = 90;
 const HOST = 'bench.local';
 const TOKEN = `bench-token-${randomBytes(12).toString('hex')}`;
@@ -53,7 +59,13 @@ const BODY = '0123456789'.repeat(10);
 const PROXY_CORE = '1';
 const LOAD_CORE = '0';
 
-type TargetName = 'direct' | 'token-injector' | 'nginx';
+type TargetName = 'direct' | 'token-injector' | 'nginx' | 'node-minimal';
+const ALL_TARGETS: readonly TargetName[] = ['direct', 'token-injector', 'nginx', 'node-minimal'];
+/**
+ * Which targets run. node-minimal (opt-in) is the floor for any Node proxy on this machine:
+ * node:http + an undici Pool injecting the header, without routing, metrics or logging.
+ */
+const TARGETS = envTargets('BENCH_TARGETS', ['direct', 'token-injector', 'nginx']);
 
 function envInt(name: string, def: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -73,6 +85,16 @@ function envList(name: string, def: number[]): number[] {
     throw new Error(`${name} must be a comma-separated list of integers in [1, 1024], got "${raw}"`);
   }
   return list;
+}
+
+function envTargets(name: string, def: TargetName[]): TargetName[] {
+  const raw = process.env[name];
+  if (!raw) return def;
+  const list = raw.split(',').map((s) => s.trim());
+  const bad = list.filter((t) => !ALL_TARGETS.includes(t as TargetName));
+  if (bad.length)
+    throw new Error(`${name}: unknown target(s) ${bad.join(', ')}; known: ${ALL_TARGETS.join(', ')}`);
+  return list as TargetName[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,21 +204,74 @@ let clkTck = 100;
 
 interface ProcSample {
   ticks: number;
+  user: number;
+  system: number;
 }
 
-/** utime + stime of a whole process (all threads), in clock ticks. */
-async function cpuTicks(pid: number): Promise<number> {
+/** utime and stime of a whole process (all threads), in clock ticks. */
+async function cpuTicks(pid: number): Promise<[number, number]> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command name, which is in parentheses and may contain spaces.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state); utime is field 14, stime field 15.
-  return Number(rest[11]) + Number(rest[12]);
+  return [Number(rest[11]), Number(rest[12])];
 }
 
 async function sampleCpu(pids: readonly number[]): Promise<ProcSample> {
-  let ticks = 0;
-  for (const pid of pids) ticks += await cpuTicks(pid);
-  return { ticks };
+  let user = 0;
+  let system = 0;
+  for (const pid of pids) {
+    const [u, s] = await cpuTicks(pid);
+    user += u;
+    system += s;
+  }
+  return { ticks: user + system, user, system };
+}
+
+interface CoreSample {
+  /** user + nice + system + irq ticks of one core. */
+  busy: number;
+  steal: number;
+  /** Every field of the line: user nice system idle iowait irq softirq steal ... */
+  fields: number[];
+}
+
+/** Busy and steal ticks of one core, from /proc/stat's "cpuN" line. */
+async function sampleCore(core: string): Promise<CoreSample> {
+  const stat = await readFile('/proc/stat', 'utf8');
+  const line = stat.split('\n').find((l) => l.startsWith(`cpu${core} `));
+  if (!line) return { busy: Number.NaN, steal: Number.NaN, fields: [] };
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  // softirq is left out: on loopback it is mostly the proxy's own packets (not charged to its
+  // process), so it is not a sign of disturbance. It is in proxyCoreShares in the JSON.
+  return { busy: f[0]! + f[1]! + f[2]! + f[5]!, steal: f[7] ?? 0, fields: f };
+}
+
+/**
+ * Between measurements our own processes are idle, so CPU use then is someone else's (a build or
+ * tests on a shared machine). Waits, up to QUIET_WAIT_S, until all cores together are less than
+ * 10% busy over half a second; returns the busy share last seen.
+ */
+async function waitForQuiet(): Promise<number> {
+  const deadline = Date.now() + QUIET_WAIT_S * 1000;
+  let share = 0;
+  let warned = false;
+  for (;;) {
+    const a = await sampleCore('');
+    await sleep(500);
+    const b = await sampleCore('');
+    // The first 8 fields: guest time is already inside user.
+    const sum = (f: number[]) => f.slice(0, 8).reduce((x, y) => x + y, 0);
+    const total = sum(b.fields) - sum(a.fields);
+    share = total > 0 ? (b.busy + b.steal - a.busy - a.steal) / total : 0;
+    if (share < 0.1 || Date.now() >= deadline) break;
+    if (!warned) {
+      log(`the machine is busy (${Math.round(share * 100)}% of all CPUs); waiting up to ${QUIET_WAIT_S} s`);
+      warned = true;
+    }
+  }
+  return share;
 }
 
 async function rssBytes(pid: number): Promise<number> {
@@ -469,7 +544,7 @@ async function startInjector(
   const config = {
     listen: `127.0.0.1:${port}`,
     admin: { listen: `127.0.0.1:${adminPort}` },
-    log: { level: 'info' },
+    log: { level: LOG_LEVEL },
     unmatched: 'deny',
     shutdown_timeout: '2s',
     credentials: {
@@ -500,7 +575,7 @@ async function startInjector(
   const [cmd, args] = pinned(
     PROXY_CORE,
     process.execPath,
-    [path.join(REPO, 'dist/cli/main.js'), 'run', '--config', configFile],
+    [...PROXY_NODE_ARGS, path.join(REPO, 'dist/cli/main.js'), 'run', '--config', configFile],
     tools.pin,
   );
   const child = track(spawn(cmd, args, { cwd: REPO, stdio: ['ignore', out, err] }));
@@ -595,9 +670,23 @@ interface Measurement {
   errors: number;
   /** Proxy CPU time per request, µs; undefined for direct. */
   cpuUsPerReq?: number;
+  /** The user-space and kernel parts of cpuUsPerReq. */
+  cpuUserUsPerReq?: number;
+  cpuSystemUsPerReq?: number;
   /** Proxy CPU use over the run, in cores (1.0 = its core is saturated). */
   cpuCores?: number;
   rssMiB?: number;
+  /**
+   * Share of the proxy core's time spent on anything but the proxy (other processes, hard
+   * interrupts; softirq excluded): about 0 on a quiet machine; high means the numbers are disturbed.
+   */
+  otherOnProxyCore: number;
+  /** Share of the proxy core's time stolen by the hypervisor. */
+  steal: number;
+  /** Share of all CPUs busy (with other processes) just before the warm-up. */
+  busyBefore: number;
+  /** The proxy core's time over the run by /proc/stat field, as shares of the wall time. */
+  proxyCoreShares: Record<string, number>;
 }
 
 async function measure(
@@ -608,13 +697,16 @@ async function measure(
   round: number,
 ): Promise<Measurement> {
   if (target.child && !alive(target.child)) throw new Error(`${target.name} has exited`);
+  const busyBefore = await waitForQuiet();
   if (WARMUP_S > 0) await runWrk(tools, script, target, connections, WARMUP_S);
   const pids = target.cpuPids();
+  const coreBefore = await sampleCore(PROXY_CORE);
   const before = await sampleCpu(pids);
   const t0 = process.hrtime.bigint();
   const w = await runWrk(tools, script, target, connections, DURATION_S);
   const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
   const after = await sampleCpu(pids);
+  const coreAfter = await sampleCore(PROXY_CORE);
   const rssPid = target.rssPid();
   const m: Measurement = {
     round,
@@ -628,11 +720,28 @@ async function measure(
     maxUs: w.max_us,
     badStatus: w.status_errors,
     errors: w.connect_errors + w.read_errors + w.write_errors + w.timeouts,
+    otherOnProxyCore: Math.max(
+      0,
+      (coreAfter.busy - coreBefore.busy - (after.ticks - before.ticks)) / clkTck / wallS,
+    ),
+    steal: (coreAfter.steal - coreBefore.steal) / clkTck / wallS,
+    busyBefore,
+    proxyCoreShares: Object.fromEntries(
+      ['user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq', 'steal'].map((k, i) => [
+        k,
+        Math.round((1000 * ((coreAfter.fields[i] ?? 0) - (coreBefore.fields[i] ?? 0))) / clkTck / wallS) /
+          1000,
+      ]),
+    ),
   };
   if (pids.length > 0) {
     const cpuS = (after.ticks - before.ticks) / clkTck;
     m.cpuUsPerReq = w.requests > 0 ? (cpuS * 1e6) / w.requests : Number.NaN;
     m.cpuCores = cpuS / wallS;
+    if (w.requests > 0) {
+      m.cpuUserUsPerReq = ((after.user - before.user) / clkTck / w.requests) * 1e6;
+      m.cpuSystemUsPerReq = ((after.system - before.system) / clkTck / w.requests) * 1e6;
+    }
   }
   if (rssPid !== undefined) m.rssMiB = (await rssBytes(rssPid)) / 2 ** 20;
   return m;
@@ -683,7 +792,7 @@ function table(rows: string[][]): string {
 /** One row per target: the median over rounds of each number. */
 function summarize(all: Measurement[], targets: TargetName[], connections: number): string[][] {
   const rows: string[][] = [
-    ['target', 'req/s', 'p50', 'p99', 'CPU µs/req', 'CPU cores', 'RSS MiB', 'status>=400/errors'],
+    ['target', 'req/s', 'p50', 'p99', 'CPU µs/req', 'CPU cores', 'RSS MiB', 'status>=400/errors', 'noise'],
   ];
   for (const t of targets) {
     const ms = all.filter((m) => m.target === t && m.connections === connections);
@@ -704,6 +813,7 @@ function summarize(all: Measurement[], targets: TargetName[], connections: numbe
       cores === undefined ? 'n/a' : cores.toFixed(2),
       rss === undefined ? 'n/a' : rss.toFixed(1),
       `${ms.reduce((a, m) => a + m.badStatus, 0)}/${ms.reduce((a, m) => a + m.errors, 0)}`,
+      `${Math.round(100 * Math.max(...ms.map((m) => m.otherOnProxyCore + m.steal)))}%`,
     ]);
   }
   return rows;
@@ -749,8 +859,9 @@ async function main(): Promise<number> {
   await ensureBuilt();
 
   // Everything after the tools are in place is bounded by one watchdog.
-  const targetsCount = tools.nginx ? 3 : 2;
-  const budgetS = ROUNDS * CONNECTIONS.length * targetsCount * (WARMUP_S + DURATION_S + 5) + 90;
+  const targetsCount = TARGETS.length;
+  const budgetS =
+    ROUNDS * CONNECTIONS.length * targetsCount * (WARMUP_S + DURATION_S + QUIET_WAIT_S + 5) + 90;
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench: watchdog: not done within ${budgetS} s, giving up\n`);
     void stopAll().finally(() => process.exit(1));
@@ -758,7 +869,7 @@ async function main(): Promise<number> {
   watchdog.unref();
 
   // Keep the orchestrator (and the token endpoint it hosts) off the proxy's core.
-  if (tools.pin) await run('taskset', ['-pc', LOAD_CORE, String(process.pid)], 5_000);
+  if (tools.pin) await run('taskset', ['-a', '-pc', LOAD_CORE, String(process.pid)], 5_000);
 
   const work = mkdtempSync(path.join(os.tmpdir(), 'token-injector-bench-'));
   log(`work dir ${work}`);
@@ -788,7 +899,7 @@ async function main(): Promise<number> {
     if (unauth.status !== 401) throw new Error(`upstream without a token answered ${unauth.status}, not 401`);
 
     const injector = await startInjector(tools, path.join(work, 'token-injector'), token.port, upstreamPort);
-    const targets: Target[] = [
+    const candidates: Target[] = [
       {
         name: 'direct',
         port: upstreamPort,
@@ -806,7 +917,7 @@ async function main(): Promise<number> {
       },
     ];
 
-    if (tools.nginx) {
+    if (tools.nginx && TARGETS.includes('nginx')) {
       const nginxPort = await freePort();
       const proxy = await startNginx(
         tools,
@@ -818,7 +929,7 @@ async function main(): Promise<number> {
         nginxPort,
       );
       const master = proxy.pid!;
-      targets.push({
+      candidates.push({
         name: 'nginx',
         port: nginxPort,
         headers: [`Host: ${HOST}`],
@@ -827,6 +938,19 @@ async function main(): Promise<number> {
         child: proxy,
       });
     }
+    if (TARGETS.includes('node-minimal')) {
+      const minimal = await startMinimalProxy(tools, upstreamPort);
+      candidates.push({
+        name: 'node-minimal',
+        port: minimal.port,
+        headers: [`Host: ${HOST}`],
+        cpuPids: () => [minimal.child.pid!],
+        rssPid: () => minimal.child.pid,
+        child: minimal.child,
+      });
+    }
+    // In the order asked for.
+    const targets = TARGETS.flatMap((n) => candidates.filter((t) => t.name === n));
 
     for (const t of targets) await checkTarget(t);
     log(`all targets answer 200 with the 100-byte body; upstream refuses requests without the token`);
@@ -835,17 +959,21 @@ async function main(): Promise<number> {
         `pinned ${tools.pin ? `(proxy core ${PROXY_CORE}, wrk+upstream core ${LOAD_CORE})` : 'NO'}`,
     );
 
-    const all: Measurement[] = [];
+    const runs: Measurement[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
       for (const c of CONNECTIONS) {
         for (const t of targets) {
           const m = await measure(tools, script, t, c, round);
-          all.push(m);
+          runs.push(m);
           log(
             `round ${round} c=${c} ${t.name}: ${Math.round(m.reqPerSec)} req/s, p50 ${fmtUs(m.p50Us)}, ` +
               `p99 ${fmtUs(m.p99Us)}` +
-              (m.cpuUsPerReq !== undefined ? `, ${m.cpuUsPerReq.toFixed(1)} CPU µs/req` : '') +
-              (m.badStatus || m.errors ? `, ${m.badStatus} status>=400, ${m.errors} errors` : ''),
+              (m.cpuUsPerReq !== undefined
+                ? `, ${m.cpuUsPerReq.toFixed(1)} CPU µs/req (user ${m.cpuUserUsPerReq?.toFixed(1)}, ` +
+                  `sys ${m.cpuSystemUsPerReq?.toFixed(1)})`
+                : '') +
+              (m.badStatus || m.errors ? `, ${m.badStatus} status>=400, ${m.errors} errors` : '') +
+              `, noise ${Math.round(100 * (m.otherOnProxyCore + m.steal))}%`,
           );
         }
       }
@@ -868,13 +996,13 @@ async function main(): Promise<number> {
         `node ${process.version}, ${DURATION_S} s runs after ${WARMUP_S} s warm-up, ${ROUNDS} round(s)` +
         (ROUNDS > 1 ? ' (medians)' : '') +
         `\n100-byte GET responses; each proxy injects a cached token; nginx access_log ` +
-        `${NGINX_ACCESS_LOG ? 'on (buffered)' : 'off'}; token-injector logging at info (one line per request)\n`,
+        `${NGINX_ACCESS_LOG ? 'on (buffered)' : 'off'}; token-injector logging at ${LOG_LEVEL}${LOG_LEVEL === 'info' ? ' (one line per request)' : ''}\n`,
     );
     for (const c of CONNECTIONS) {
-      process.stdout.write(`\n${c} connection${c === 1 ? '' : 's'}:\n${table(summarize(all, names, c))}\n`);
+      process.stdout.write(`\n${c} connection${c === 1 ? '' : 's'}:\n${table(summarize(runs, names, c))}\n`);
     }
 
-    const at64 = all.filter((m) => m.target === 'token-injector' && m.connections === 64);
+    const at64 = runs.filter((m) => m.target === 'token-injector' && m.connections === 64);
     let verdict = 'not measured (64 connections not in BENCH_CONNECTIONS)';
     let pass = true;
     if (at64.length) {
@@ -897,7 +1025,18 @@ async function main(): Promise<number> {
         `WARNING: more 499s (${logScan.statuses['499']}) than wrk runs can explain (${max499})\n`,
       );
     }
-    const bad = all.filter((m) => m.badStatus > 0 || m.errors > 0);
+    const noisy = runs.filter((m) => m.otherOnProxyCore + m.steal > 0.05);
+    if (noisy.length) {
+      process.stdout.write(
+        `WARNING: the proxy core was busy with other work (other processes, interrupts or steal) for more ` +
+          `than 5% of ${noisy.length} run(s): ` +
+          noisy
+            .map((m) => `${m.target}@c${m.connections} ${Math.round(100 * (m.otherOnProxyCore + m.steal))}%`)
+            .join(', ') +
+          '; req/s and latency there are disturbed (CPU µs/req less so). Rerun on a quiet machine.\n',
+      );
+    }
+    const bad = runs.filter((m) => m.badStatus > 0 || m.errors > 0);
     if (bad.length) {
       process.stdout.write(
         `WARNING: ${bad.length} run(s) had status>=400 responses or socket errors: ` +
@@ -924,11 +1063,13 @@ async function main(): Promise<number> {
             connections: CONNECTIONS,
             pinned: tools.pin,
             nginxAccessLog: NGINX_ACCESS_LOG,
+            logLevel: LOG_LEVEL,
+            proxyNodeArgs: PROXY_NODE_ARGS,
             clkTck,
           },
           notes: tools.notes,
           target: { cpuUsPerRequestAt64: TARGET_CPU_US, pass },
-          runs: all,
+          runs,
           injector: { tokenRequests, log: logScan, metrics: proxied },
         },
         null,
@@ -943,8 +1084,9 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     await stopAll();
-    await new Promise<void>((resolve) => token.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => token.server.close(() => resolve()));
     token.server.closeAllConnections();
+    await closed;
   }
 }
 
@@ -979,6 +1121,42 @@ async function startNodeUpstream(tools: Tools, port: number): Promise<void> {
   );
   const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }));
   await waitFor('node upstream', 10_000, () => canConnect(port), child);
+}
+
+/**
+ * The floor for a Node proxy (opt-in target node-minimal): node:http in, an undici Pool out,
+ * the header injected, hop-by-hop headers dropped; no routing, metrics, logging or abort handling.
+ */
+async function startMinimalProxy(
+  tools: Tools,
+  upstreamPort: number,
+): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const src = `
+    const http = require('node:http');
+    const { Pool } = require('undici');
+    const [port, upstream, auth] = process.argv.slice(1);
+    const pool = new Pool(upstream, { keepAliveTimeout: 4000, pipelining: 1 });
+    const hop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'te', 'upgrade']);
+    const strip = (h) => { const o = {}; for (const k in h) if (!hop.has(k)) o[k] = h[k]; return o; };
+    http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+      const headers = strip(req.headers);
+      headers.authorization = auth;
+      pool.stream({ path: req.url, method: req.method, headers }, ({ statusCode, headers }) => {
+        res.writeHead(statusCode, strip(headers));
+        return res;
+      }).catch(() => { if (!res.headersSent) res.writeHead(502); res.end(); });
+    }).listen(Number(port), '127.0.0.1');`;
+  const [cmd, args] = pinned(
+    PROXY_CORE,
+    process.execPath,
+    ['-e', src, String(port), `http://127.0.0.1:${upstreamPort}`, `Bearer ${TOKEN}`],
+    tools.pin,
+  );
+  // cwd: the repository, so require('undici') finds the project's copy.
+  const child = track(spawn(cmd, args, { cwd: REPO, stdio: ['ignore', 'ignore', 'inherit'] }));
+  await waitFor('node-minimal proxy', 10_000, () => canConnect(port), child);
+  return { child, port };
 }
 
 /** nginx as the comparison proxy: inject a static header, keep-alive connections upstream. */

@@ -16,7 +16,8 @@ export interface ForwardRequest {
 /** What happened to a forwarded request, for logs and metrics. 499: the client went away. */
 export type ForwardOutcome = number;
 
-const CLIENT_CLOSED = 499;
+/** Logged and counted for requests whose client went away before an answer (nginx's convention). */
+export const CLIENT_CLOSED = 499;
 
 /**
  * Streams a request to the upstream and the answer back, both ways without buffering: undici

@@ -13,7 +13,7 @@ import {
 import type { Logger } from '../log.js';
 import { createRouter } from '../router/router.js';
 import { sendError } from './error-response.js';
-import { forward } from './forward.js';
+import { CLIENT_CLOSED, forward } from './forward.js';
 import { hasOurVia, upstreamRequestHeaders } from './headers.js';
 import { type ParsedTarget, parseTarget } from './target.js';
 import type { Upstreams } from './upstreams.js';
@@ -50,9 +50,11 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     try {
       token = await source.get();
     } catch (err) {
+      // A client that left while we waited for the token is not a token failure to report.
+      if (res.destroyed) return [matched.name, CLIENT_CLOSED];
       return [matched.name, sendError(res, asKnown(err), { route: matched.name })];
     }
-    if (res.destroyed) return [matched.name, 499];
+    if (res.destroyed) return [matched.name, CLIENT_CLOSED];
     const headers = upstreamRequestHeaders(req.rawHeaders, {
       name: matched.header,
       value: matched.prefix + token.accessToken,

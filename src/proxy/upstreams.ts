@@ -41,6 +41,7 @@ export class Upstreams {
 
   async close(): Promise<void> {
     const all = new Set<Dispatcher>([...this.#byRoute.values(), this.#passthrough]);
+    // After the drain every client connection is gone, and with it (by abort) every upstream request.
     await Promise.all([...all].map((d) => d.close()));
   }
 }

@@ -69,7 +69,8 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
     return parseTokenResponse({ status, contentType, body }, { ...opts, now: startedAt });
   }
 
-  return { post, close: () => dispatcher.close() };
+  // destroy, not close: a shutdown must not wait for a token request that may take its whole timeout.
+  return { post, close: () => dispatcher.destroy() };
 }
 
 async function readCapped(body: Dispatcher.ResponseData['body'], max: number, credential: string) {

@@ -71,8 +71,7 @@ beforeAll(async () => {
   for (const s of [BASIC_CLIENT.secret, POST_CLIENT.secret, WRONG_SECRET]) watchSecret(s);
 });
 
-afterEach(async () => {
-  await killAllCli();
+afterEach(() => {
   // Tokens the auth server issued must never appear in what the CLI logged (stdout of `token` aside).
   for (const t of auth.issuedTokens) watchSecret(t);
   expect(leaksInLogs()).toEqual([]);
@@ -86,10 +85,10 @@ afterAll(async () => {
   removeDir?.();
 });
 
-describe('--help and --version', () => {
-  it('--help prints every command and every exit code, and exits 0', async () => {
-    for (const flag of ['--help', '-h']) {
-      const res = await runCli([flag]);
+// Independent processes: run side by side.
+describe.concurrent('--help and --version', () => {
+  it('--help prints every command and every exit code, and exits 0', async ({ expect }) => {
+    for (const res of await Promise.all([runCli(['--help']), runCli(['-h'])])) {
       expect(res.code).toBe(0);
       expect(res.stderr).toBe('');
       for (const usage of [
@@ -110,18 +109,18 @@ describe('--help and --version', () => {
     }
   });
 
-  it('--version prints the version of package.json and exits 0', async () => {
+  it('--version prints the version of package.json and exits 0', async ({ expect }) => {
     const { version } = JSON.parse(readFileSync(`${REPO_ROOT}package.json`, 'utf8')) as { version: string };
     expect(version).toMatch(/^\d+\.\d+\.\d+/);
-    for (const flag of ['--version', '-v']) {
-      const res = await runCli([flag]);
+    for (const res of await Promise.all([runCli(['--version']), runCli(['-v'])])) {
       expect(res).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: '' });
     }
   });
 });
 
-describe('bad usage exits 2', () => {
-  it('no command: prints the help on stderr', async () => {
+// Independent processes: run side by side.
+describe.concurrent('bad usage exits 2', () => {
+  it('no command: prints the help on stderr', async ({ expect }) => {
     const res = await runCli([]);
     expect(res.code).toBe(2);
     expect(res.stdout).toBe('');
@@ -129,7 +128,7 @@ describe('bad usage exits 2', () => {
     expect(res.stderr).toContain('Exit codes:');
   });
 
-  it('an unknown command', async () => {
+  it('an unknown command', async ({ expect }) => {
     const res = await runCli(['frobnicate', '--config', 'x.yaml']);
     expect(res.code).toBe(2);
     expect(res.stdout).toBe('');
@@ -137,14 +136,14 @@ describe('bad usage exits 2', () => {
     expect(res.stderr).toContain("Run 'token-injector --help' for usage.");
   });
 
-  it('an unknown flag', async () => {
+  it('an unknown flag', async ({ expect }) => {
     const res = await runCli(['validate', '--bogus']);
     expect(res.code).toBe(2);
     expect(res.stdout).toBe('');
     expect(res.stderr).toContain("Unknown option '--bogus'");
   });
 
-  it('a missing --config, a missing NAME and a stray argument', async () => {
+  it('a missing --config, a missing NAME and a stray argument', async ({ expect }) => {
     const path = writeConfig(dir, 'usage.yaml', goodConfig());
     const [noConfig, noName, stray] = await Promise.all([
       runCli(['validate']),
@@ -161,22 +160,25 @@ describe('bad usage exits 2', () => {
   });
 });
 
-describe('validate', () => {
-  it('a valid configuration: exit 0 and a one-line summary', async () => {
+// Independent processes: run side by side.
+describe.concurrent('validate', () => {
+  it('a valid configuration: exit 0 and a one-line summary', async ({ expect }) => {
     const path = writeConfig(dir, 'valid.yaml', goodConfig());
     const res = await runCli(['validate', '--config', path], { env: secretEnv });
     expect(res).toMatchObject({ code: 0, stderr: '' });
     expect(res.stdout).toBe(`${path}: valid (2 credentials, 1 route)\n`);
   });
 
-  it('TOKEN_INJECTOR_CONFIG stands in for --config', async () => {
+  it('TOKEN_INJECTOR_CONFIG stands in for --config', async ({ expect }) => {
     const path = writeConfig(dir, 'from-env.yaml', goodConfig());
     const res = await runCli(['validate'], { env: { ...secretEnv, TOKEN_INJECTOR_CONFIG: path } });
     expect(res).toMatchObject({ code: 0, stderr: '' });
     expect(res.stdout).toBe(`${path}: valid (2 credentials, 1 route)\n`);
   });
 
-  it('a configuration with several mistakes: exit 1 and every problem with its exact path', async () => {
+  it('a configuration with several mistakes: exit 1 and every problem with its exact path', async ({
+    expect,
+  }) => {
     const path = writeConfig(
       dir,
       'bad.yaml',
@@ -228,13 +230,15 @@ routes:
     for (const v of secretVariants(POST_CLIENT.secret)) expect(res.stderr).not.toContain(v);
   });
 
-  it('a file that does not exist: exit 1 naming it', async () => {
+  it('a file that does not exist: exit 1 naming it', async ({ expect }) => {
     const res = await runCli(['validate', '--config', `${dir}/nope.yaml`]);
     expect(res.code).toBe(1);
     expect(res.stderr).toContain(`cannot read ${dir}/nope.yaml (ENOENT)`);
   });
 
-  it('config.example.yaml is valid once the variables it names are set (with a real PEM CA file)', async () => {
+  it('config.example.yaml is valid once the variables it names are set (with a real PEM CA file)', async ({
+    expect,
+  }) => {
     const env = {
       ORDERS_CLIENT_SECRET: 'example-orders-secret-1234',
       BILLING_CLIENT_SECRET: 'example-billing-secret-1234',
@@ -350,6 +354,8 @@ describe('token NAME', () => {
 });
 
 describe('run', () => {
+  afterEach(killAllCli);
+
   it('a port already in use: exit 4 with the reason', async () => {
     const blocker = await listenOn0();
     try {
@@ -364,29 +370,32 @@ describe('run', () => {
     }
   });
 
-  it.each(['SIGTERM', 'SIGINT'] as const)('serves with injected tokens; %s stops it with exit 0 and a "stopped" line', async (signal) => {
-    const path = writeConfig(dir, `run-${signal}.yaml`, goodConfig());
-    const { proc, proxyUrl } = await startRun(path, { env: secretEnv });
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    'serves with injected tokens; %s stops it with exit 0 and a "stopped" line',
+    async (signal) => {
+      const path = writeConfig(dir, `run-${signal}.yaml`, goodConfig());
+      const { proc, proxyUrl } = await startRun(path, { env: secretEnv });
 
-    const res = await request(`${proxyUrl}/v1/things?id=7`);
-    expect(res.statusCode).toBe(200);
-    const echo = (await res.body.json()) as EchoResponse;
-    expect(echo.path).toBe('/v1/things?id=7');
-    expect(echo.claims).toMatchObject({ client_id: BASIC_CLIENT.id, iss: auth.issuer });
-    await proc.waitForLog((l) => l['event'] === 'request' && l['status'] === 200, 'the request log line');
+      const res = await request(`${proxyUrl}/v1/things?id=7`);
+      expect(res.statusCode).toBe(200);
+      const echo = (await res.body.json()) as EchoResponse;
+      expect(echo.path).toBe('/v1/things?id=7');
+      expect(echo.claims).toMatchObject({ client_id: BASIC_CLIENT.id, iss: auth.issuer });
+      await proc.waitForLog((l) => l['event'] === 'request' && l['status'] === 200, 'the request log line');
 
-    proc.signal(signal);
-    expect(await proc.exited).toEqual({ code: 0, signal: null });
-    const events = proc.logs.map((l) => l['event']);
-    expect(events).toContain('stopped');
-    expect(events.indexOf('signal')).toBeLessThan(events.indexOf('stopping'));
-    expect(events.indexOf('stopping')).toBeLessThan(events.indexOf('stopped'));
-    expect(proc.logs.find((l) => l['event'] === 'signal')).toMatchObject({ signal });
-    expect(proc.stderr).toBe('');
-    // The injected token is in no log line (the shared leak check covers this too).
-    const injected = echo.headers.authorization!.replace(/^Bearer /, '');
-    expect(proc.stdout).not.toContain(injected);
-  });
+      proc.signal(signal);
+      expect(await proc.exited).toEqual({ code: 0, signal: null });
+      const events = proc.logs.map((l) => l['event']);
+      expect(events).toContain('stopped');
+      expect(events.indexOf('signal')).toBeLessThan(events.indexOf('stopping'));
+      expect(events.indexOf('stopping')).toBeLessThan(events.indexOf('stopped'));
+      expect(proc.logs.find((l) => l['event'] === 'signal')).toMatchObject({ signal });
+      expect(proc.stderr).toBe('');
+      // The injected token is in no log line (the shared leak check covers this too).
+      const injected = echo.headers.authorization!.replace(/^Bearer /, '');
+      expect(proc.stdout).not.toContain(injected);
+    },
+  );
 });
 
 function listenOn0(): Promise<Server> {

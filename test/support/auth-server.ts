@@ -268,6 +268,14 @@ function parseForm(body: Buffer): Record<string, string> {
   return form;
 }
 
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.close((err) => (err ? reject(err) : resolve()));
+    // Keep-alive sockets from clients would otherwise hold close() open.
+    server.closeAllConnections();
+  });
+}
+
 export async function startAuthServer(options: AuthServerOptions = {}): Promise<AuthServer> {
   const { default: Provider, errors } = await loadProvider();
   let ttl = options.accessTokenTtlSeconds ?? DEFAULT_ACCESS_TOKEN_TTL_SECONDS;
@@ -301,75 +309,81 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
   const { port } = server.address() as AddressInfo;
   const issuer = `http://127.0.0.1:${port}`;
 
-  const provider = new Provider(issuer, {
-    adapter: memoryAdapterFactory(),
-    clients: clients.map((c) => ({ ...c })),
-    jwks: signingJwks(),
-    cookies: { keys: [randomBytes(32).toString('hex')] },
-    // The provider validates clients lazily against these; its RS256 default would need an RSA key.
-    clientDefaults: {
-      grant_types: ['client_credentials'],
-      response_types: [],
-      token_endpoint_auth_method: 'client_secret_basic',
-      id_token_signed_response_alg: SIGNING_ALG,
-    },
-    scopes: ['openid', 'offline_access', ...DEFAULT_SCOPE.split(' ')],
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: async () => audience,
-        useGrantedResource: async () => true,
-        getResourceServerInfo: async (_ctx: unknown, resource: string) => {
-          if (resource !== audience) {
-            const InvalidTarget = errors['InvalidTarget']!;
-            throw new InvalidTarget();
-          }
-          return {
-            scope: DEFAULT_SCOPE,
-            audience,
-            accessTokenTTL: ttl,
-            accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: SIGNING_ALG } },
-          };
+  let provider: OidcProvider;
+  try {
+    provider = new Provider(issuer, {
+      adapter: memoryAdapterFactory(),
+      clients: clients.map((c) => ({ ...c })),
+      jwks: signingJwks(),
+      cookies: { keys: [randomBytes(32).toString('hex')] },
+      // The provider validates clients lazily against these; its RS256 default would need an RSA key.
+      clientDefaults: {
+        grant_types: ['client_credentials'],
+        response_types: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+        id_token_signed_response_alg: SIGNING_ALG,
+      },
+      scopes: ['openid', 'offline_access', ...DEFAULT_SCOPE.split(' ')],
+      features: {
+        devInteractions: { enabled: false },
+        clientCredentials: { enabled: true },
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: async () => audience,
+          useGrantedResource: async () => true,
+          getResourceServerInfo: async (_ctx: unknown, resource: string) => {
+            if (resource !== audience) {
+              const InvalidTarget = errors['InvalidTarget']!;
+              throw new InvalidTarget();
+            }
+            return {
+              scope: DEFAULT_SCOPE,
+              audience,
+              accessTokenTTL: ttl,
+              accessTokenFormat: 'jwt',
+              jwt: { sign: { alg: SIGNING_ALG } },
+            };
+          },
         },
       },
-    },
-    ttl: {
-      // Defaults are fine but the provider logs a notice when its default TTL functions run.
-      AccessToken: () => ttl,
-      ClientCredentials: () => ttl,
-    },
-    clientBasedCORS: () => false,
-  });
+      ttl: {
+        // Defaults are fine but the provider logs a notice when its default TTL functions run.
+        AccessToken: () => ttl,
+        ClientCredentials: () => ttl,
+      },
+      clientBasedCORS: () => false,
+    });
 
-  provider.use(async (ctx, next) => {
-    const record = pending.get(ctx.req);
-    try {
-      await next();
-    } finally {
-      if (record) {
-        // Recorded before Koa writes the response, so a client that saw the response sees the record.
-        record.status = ctx.status;
-        const body = ctx.body as { access_token?: unknown } | undefined;
-        if (ctx.status === 200 && typeof body?.access_token === 'string')
-          issuedTokens.push(body.access_token);
-        tokenRequests.push(record);
+    provider.use(async (ctx, next) => {
+      const record = pending.get(ctx.req);
+      try {
+        await next();
+      } finally {
+        if (record) {
+          // Recorded before Koa writes the response, so a client that saw the response sees the record.
+          record.status = ctx.status;
+          const body = ctx.body as { access_token?: unknown } | undefined;
+          if (ctx.status === 200 && typeof body?.access_token === 'string')
+            issuedTokens.push(body.access_token);
+          tokenRequests.push(record);
+        }
       }
+    });
+
+    for (const grant of options.extraGrants ?? []) {
+      provider.registerGrantType(grant.name, grant.handler, grant.params);
     }
-  });
 
-  // Static clients are only validated when first used; fail at startup instead of with a puzzling 400 later.
-  for (const client of clients) {
-    await provider.Client.find(client.client_id);
+    // Static clients are only validated when first used; fail at startup instead of with a puzzling 400 later.
+    for (const client of clients) {
+      await provider.Client.find(client.client_id);
+    }
+
+    handler = provider.callback();
+  } catch (err) {
+    await closeServer(server);
+    throw err;
   }
-
-  for (const grant of options.extraGrants ?? []) {
-    provider.registerGrantType(grant.name, grant.handler, grant.params);
-  }
-
-  handler = provider.callback();
 
   return {
     issuer,
@@ -382,11 +396,6 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
     setAccessTokenTtl(seconds: number) {
       ttl = seconds;
     },
-    close() {
-      return new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        server.closeAllConnections();
-      });
-    },
+    close: () => closeServer(server),
   };
 }

@@ -4,6 +4,7 @@ import tls from 'node:tls';
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nextArrival } from './arrivals.js';
 import {
   type AuthServer,
   BASIC_CLIENT,
@@ -241,7 +242,9 @@ describe('upstream', () => {
     const real = await validToken();
     const header = decodeProtectedHeader(real);
     const { privateKey } = await generateKeyPair(header.alg!);
-    const forged = await new SignJWT(decodeJwt(real)).setProtectedHeader(header).sign(privateKey);
+    const forged = await new SignJWT(decodeJwt(real))
+      .setProtectedHeader({ ...header, alg: header.alg! })
+      .sign(privateKey);
 
     for (const authorization of [`Bearer ${forged}`, undefined]) {
       const res = await request(`${upstream.url}/orders`, {
@@ -296,14 +299,16 @@ describe('upstream', () => {
   it('reports when the client of /hang gives up', async () => {
     const token = await validToken();
     const aborted = upstream.nextAbort();
-    await expect(
-      request(`${upstream.url}/hang`, {
-        headers: { authorization: `Bearer ${token}` },
-        signal: AbortSignal.timeout(300),
-      }),
-    ).rejects.toThrow();
+    const arrived = nextArrival(upstream.requests, (r) => r.path === '/hang');
+    const controller = new AbortController();
+    const pending = request(`${upstream.url}/hang`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: controller.signal,
+    });
+    expect(await arrived).toMatchObject({ path: '/hang', tokenValid: true });
+    controller.abort();
+    await expect(pending).rejects.toThrow();
     await aborted;
-    expect(upstream.requests.at(-1)).toMatchObject({ path: '/hang', tokenValid: true });
   });
 
   it('verifies 200 requests quickly thanks to the cached JWKS', async () => {
@@ -506,29 +511,28 @@ describe('fake token endpoint', () => {
     }
   });
 
-  it('hangs until the client gives up, and still closes', async () => {
+  it('hangs until the client gives up, and still closes with a request in flight', async () => {
     const fake = await startFakeTokenEndpoint({ kind: 'hang' });
-    const pending = request(fake.url, {
-      method: 'POST',
-      headers: FORM,
-      body: 'grant_type=client_credentials',
-    });
-    const outcome = pending.then(
+    const send = (signal?: AbortSignal) =>
+      request(fake.url, { method: 'POST', headers: FORM, body: 'grant_type=client_credentials', signal });
+
+    const arrivedA = nextArrival(fake.requests);
+    const controller = new AbortController();
+    const abandoned = send(controller.signal);
+    await arrivedA;
+    controller.abort();
+    await expect(abandoned).rejects.toThrow();
+
+    const arrivedB = nextArrival(fake.requests);
+    const inFlight = send().then(
       () => 'answered',
       (err: { code?: string }) => err.code ?? 'error',
     );
-    await expect(
-      request(fake.url, {
-        method: 'POST',
-        headers: FORM,
-        body: 'grant_type=client_credentials',
-        signal: AbortSignal.timeout(200),
-      }),
-    ).rejects.toThrow();
-    expect(fake.requests.every((r) => r.status === 0)).toBe(true);
-    // The first request is still hanging: close() must tear it down rather than wait for it.
+    await arrivedB;
+    expect(fake.requests.map((r) => r.status)).toEqual([0, 0]);
+    // close() must tear the hanging request down rather than wait for it.
     await fake.close();
-    expect(await outcome).not.toBe('answered');
+    expect(await inFlight).toBe('UND_ERR_SOCKET');
   });
 
   it('resets the connection without an answer', async () => {
