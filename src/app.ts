@@ -57,7 +57,9 @@ export async function startTokenInjector(
       createConnectHandler(config, logger),
     );
     serving = true;
-    for (const name of prefetch) stopPrefetch.push(prefetchUntilReady(credentials.get(name)));
+    for (const name of prefetch) {
+      for (const source of credentials.prefetchSources(name)) stopPrefetch.push(prefetchUntilReady(source));
+    }
   } catch (err) {
     await admin?.close();
     await upstreams.close();

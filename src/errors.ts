@@ -17,7 +17,9 @@ export type ErrorCode =
   | 'proxy_loop'
   | 'bad_request'
   | 'unknown_credential'
-  | 'internal_error';
+  | 'internal_error'
+  | 'assertion_missing'
+  | 'assertion_expired';
 
 export abstract class TokenInjectorError extends Error {
   abstract readonly code: ErrorCode;
@@ -143,4 +145,26 @@ export class UnknownCredentialError extends TokenInjectorError {
 /** A bug in token-injector: never expected, always answered with 500 rather than a crash. */
 export class InternalError extends TokenInjectorError {
   readonly code = 'internal_error' as const;
+}
+
+/** A route whose credential exchanges the app's assertion got a request without it. */
+export class AssertionMissingError extends TokenInjectorError {
+  readonly code = 'assertion_missing' as const;
+  readonly header: string;
+
+  constructor(header: string) {
+    super(`the request has no ${header} header, which this route exchanges for a token`);
+    this.header = header;
+  }
+}
+
+/** The app's assertion (or subject token) expired before it could be exchanged. */
+export class AssertionExpiredError extends TokenInjectorError {
+  readonly code = 'assertion_expired' as const;
+  readonly header: string;
+
+  constructor(header: string) {
+    super(`the assertion in the ${header} header has expired`);
+    this.header = header;
+  }
 }

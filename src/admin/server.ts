@@ -37,8 +37,10 @@ export async function startAdminServer(
     if (path === '/healthz') return json(200, { status: 'ok' });
     if (path === '/readyz') {
       const states: Record<string, string> = {};
-      for (const source of credentials) states[source.name] = source.state;
-      const waiting = readiness.prefetch.filter((name) => credentials.get(name).peek() === undefined);
+      for (const name of credentials.names()) states[name] = credentials.state(name);
+      const waiting = readiness.prefetch.filter((name) =>
+        credentials.prefetchSources(name).some((s) => s.peek() === undefined),
+      );
       const ready = readiness.serving() && waiting.length === 0;
       return json(ready ? 200 : 503, {
         status: ready ? 'ready' : 'not_ready',
@@ -48,9 +50,9 @@ export async function startAdminServer(
       });
     }
     if (path === '/metrics') {
-      for (const source of credentials) {
-        const left = source.expiresInSeconds;
-        if (left !== undefined) metrics.tokenExpiresIn.set({ credential: source.name }, left);
+      for (const name of credentials.names()) {
+        const left = credentials.expiresInSeconds(name);
+        if (left !== undefined) metrics.tokenExpiresIn.set({ credential: name }, left);
       }
       metrics.registry.metrics().then(
         (text) => {

@@ -130,7 +130,7 @@ async function printToken(config: Config, name: string, io: CliIo): Promise<numb
   // stdout carries only the token; diagnostics go to stderr.
   const credentials = new Credentials(config, { logger: createLogger('error', stderrDestination()) });
   try {
-    const token = await credentials.get(name).get();
+    const token = await credentials.source(name).get();
     io.out(`${token.accessToken}\n`);
     return EXIT.ok;
   } catch (err) {

@@ -1,36 +1,101 @@
+import { readFileSync } from 'node:fs';
 import type { CredentialConfig } from '../config/types.js';
+import type { FileSet } from '../files/live-file.js';
+import { signAssertion } from '../jwt/assertion.js';
+import { liveSigningKey } from '../jwt/live-signing-key.js';
+
+/** What client authentication may need to know about the request it authenticates. */
+export interface ClientAuthContext {
+  /** The URL the token request goes to (the default audience of client assertions). */
+  readonly endpoint: URL;
+}
 
 /**
  * Adds the client's authentication to a token request. Chosen once per credential at start-up;
- * may be async because later methods sign assertions.
+ * async because assertion methods sign a fresh JWT for every request.
  */
-export type ClientAuth = (form: URLSearchParams, headers: Record<string, string>) => void | Promise<void>;
+export type ClientAuth = (
+  form: URLSearchParams,
+  headers: Record<string, string>,
+  ctx: ClientAuthContext,
+) => void | Promise<void>;
+
+/** RFC 7523 §2.2 */
+const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+/** Client assertions are used once, right away: a short life limits replay. */
+const CLIENT_ASSERTION_LIFETIME_SECONDS = 60;
 
 /**
  * RFC 6749 §2.3.1: the client id and secret are form-urlencoded *before* being joined and
  * base64-encoded, which matters for ids and secrets holding ":", "%", "+" or non-ASCII.
  */
-export function clientSecretBasic(clientId: string, clientSecret: string): ClientAuth {
-  const value = `Basic ${Buffer.from(`${formEncode(clientId)}:${formEncode(clientSecret)}`).toString('base64')}`;
+export function clientSecretBasic(clientId: string, secret: () => string): ClientAuth {
   return (_form, headers) => {
-    headers['authorization'] = value;
+    headers['authorization'] =
+      `Basic ${Buffer.from(`${formEncode(clientId)}:${formEncode(secret())}`).toString('base64')}`;
   };
 }
 
 /** RFC 6749 §2.3.1: id and secret as form fields (the spec discourages it, but many servers need it). */
-export function clientSecretPost(clientId: string, clientSecret: string): ClientAuth {
+export function clientSecretPost(clientId: string, secret: () => string): ClientAuth {
   return (form) => {
     form.set('client_id', clientId);
-    form.set('client_secret', clientSecret);
+    form.set('client_secret', secret());
   };
 }
 
-export function clientAuthFor(cred: CredentialConfig): ClientAuth {
-  switch (cred.authMethod) {
+/** Public clients (`none`) and mutual TLS (RFC 8705 §2): the id goes in the form, proof elsewhere. */
+export function clientIdOnly(clientId: string): ClientAuth {
+  return (form) => {
+    form.set('client_id', clientId);
+  };
+}
+
+/**
+ * RFC 7523 §2.2 client assertion. `assertion` builds (or reads) a JWT per token request;
+ * `client_id` is sent too, as several providers require it although the RFC makes it optional.
+ */
+export function clientAssertion(clientId: string, assertion: (ctx: ClientAuthContext) => Promise<string> | string): ClientAuth {
+  return async (form, _headers, ctx) => {
+    form.set('client_id', clientId);
+    form.set('client_assertion_type', JWT_BEARER_ASSERTION);
+    form.set('client_assertion', (await assertion(ctx)).trim());
+  };
+}
+
+export function clientAuthFor(cred: CredentialConfig, files: FileSet): ClientAuth {
+  const auth = cred.clientAuth;
+  const claims = (ctx: ClientAuthContext) => ({
+    issuer: cred.clientId,
+    subject: cred.clientId,
+    audience: ('assertionAudience' in auth ? auth.assertionAudience : undefined) ?? ctx.endpoint.href,
+    lifetimeSeconds: CLIENT_ASSERTION_LIFETIME_SECONDS,
+  });
+  switch (auth.method) {
     case 'client_secret_basic':
-      return clientSecretBasic(cred.clientId, cred.clientSecret);
+      return clientSecretBasic(cred.clientId, files.value(auth.secret).read);
     case 'client_secret_post':
-      return clientSecretPost(cred.clientId, cred.clientSecret);
+      return clientSecretPost(cred.clientId, files.value(auth.secret).read);
+    case 'client_secret_jwt': {
+      const secret = files.value(auth.secret);
+      return clientAssertion(cred.clientId, (ctx) =>
+        signAssertion(claims(ctx), { key: new TextEncoder().encode(secret.read()), alg: 'HS256' }),
+      );
+    }
+    case 'private_key_jwt': {
+      if (auth.assertionFile !== undefined) {
+        const path = auth.assertionFile;
+        // A projected service-account token is rewritten by the kubelet before it expires:
+        // read it at every request rather than trusting a cached copy.
+        return clientAssertion(cred.clientId, () => readFileSync(path, 'utf8'));
+      }
+      const key = liveSigningKey(auth.signing!, files);
+      return clientAssertion(cred.clientId, (ctx) => signAssertion(claims(ctx), key()));
+    }
+    case 'tls_client_auth':
+    case 'self_signed_tls_client_auth':
+    case 'none':
+      return clientIdOnly(cred.clientId);
   }
 }
 

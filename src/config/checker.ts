@@ -1,5 +1,7 @@
 import type { ConfigProblem } from '../errors.js';
+import { isAbsolute, resolve } from 'node:path';
 import { type ConfigSources, interpolate } from './interpolate.js';
+import type { FileBacked, TlsClient } from './types.js';
 import { parseDuration, parseSize } from './units.js';
 
 type Obj = Record<string, unknown>;
@@ -124,6 +126,120 @@ export class Checker {
     }
     const s = this.stringValue(value, here);
     return s === undefined ? undefined : s.split(' ').filter(Boolean);
+  }
+  /** An http(s) URL without user info or fragment. */
+  url(obj: Obj, key: string, path: string, opts: { allowQuery: boolean }): URL | undefined {
+    const text = this.string(obj, key, path);
+    if (text === undefined) return undefined;
+    const here = join(path, key);
+    let parsed: URL;
+    try {
+      parsed = new URL(text);
+    } catch {
+      this.add(here, `"${text}" is not a URL`);
+      return undefined;
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      this.add(here, `must be an http:// or https:// URL, got ${parsed.protocol}//`);
+      return undefined;
+    }
+    if (parsed.username || parsed.password) {
+      this.add(here, 'must not contain user info; put credentials in their own keys');
+      return undefined;
+    }
+    if (parsed.hash) {
+      this.add(here, 'must not contain a fragment (#…)');
+      return undefined;
+    }
+    if (!opts.allowQuery && parsed.search) {
+      this.add(here, 'must not contain a query string');
+      return undefined;
+    }
+    return parsed;
+  }
+
+  /** A mapping of strings (numbers and booleans are stringified). */
+  stringMap(obj: Obj, key: string, path: string): Record<string, string> {
+    const here = join(path, key);
+    const map = this.object(obj[key], here);
+    const out: Record<string, string> = {};
+    if (!map) return out;
+    for (const [k, v] of Object.entries(map)) {
+      const s = this.stringValue(v, join(here, k));
+      if (s !== undefined) out[k] = s;
+    }
+    return out;
+  }
+
+  /**
+   * A secret value. When it is exactly `${file:PATH}`, the file is remembered so the value can be
+   * re-read when the file changes (secret rotation) without a restart.
+   */
+  secret(obj: Obj, key: string, path: string): FileBacked | undefined {
+    const raw = obj[key];
+    const value = this.string(obj, key, path);
+    if (value === undefined) return undefined;
+    const whole = typeof raw === 'string' ? /^\$\{file:([^}]+)\}$/.exec(raw.trim()) : null;
+    return whole ? { value, file: this.resolvePath(whole[1]!) } : { value };
+  }
+
+  /** A `*_file` key: the file's path, read now so mistakes surface at load time. */
+  file(obj: Obj, key: string, path: string): FileBacked | undefined {
+    const name = this.string(obj, key, path);
+    if (name === undefined) return undefined;
+    const file = this.resolvePath(name);
+    try {
+      return { value: this.sources.readFile(file), file };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      this.add(join(path, key), `cannot read file ${file}${code ? ` (${code})` : ''}`);
+      return undefined;
+    }
+  }
+
+  resolvePath(name: string): string {
+    return isAbsolute(name) || !this.sources.baseDir ? name : resolve(this.sources.baseDir, name);
+  }
+
+  /** `tls: {ca_file, cert_file, key_file}`: extra trust and an optional client certificate. */
+  tls(obj: Obj, path: string): TlsClient {
+    const here = join(path, 'tls');
+    const tls = this.object(obj['tls'], here);
+    if (!tls) return Object.freeze({});
+    this.onlyKeys(tls, here, ['ca_file', 'cert_file', 'key_file']);
+    const out: { ca?: string; caFile?: string; cert?: FileBacked; key?: FileBacked } = {};
+    const ca = this.file(tls, 'ca_file', here);
+    if (ca) {
+      // An empty or wrong file must not silently fall back to the public roots alone.
+      if (!ca.value.includes('-----BEGIN CERTIFICATE-----')) {
+        this.add(join(here, 'ca_file'), `${ca.file} holds no PEM certificate`);
+      }
+      out.ca = ca.value;
+      out.caFile = ca.file!;
+    }
+    const cert = this.file(tls, 'cert_file', here);
+    const key = this.file(tls, 'key_file', here);
+    if (cert && !cert.value.includes('-----BEGIN CERTIFICATE-----')) {
+      this.add(join(here, 'cert_file'), `${cert.file} holds no PEM certificate`);
+    }
+    if (key && !/-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/.test(key.value)) {
+      this.add(join(here, 'key_file'), `${key.file} holds no PEM private key`);
+    }
+    if ((tls['cert_file'] === undefined) !== (tls['key_file'] === undefined)) {
+      this.add(here, 'cert_file and key_file go together');
+    }
+    if (cert) out.cert = cert;
+    if (key) out.key = key;
+    return Object.freeze(out);
+  }
+}
+
+export function isAbsoluteUrl(text: string): boolean {
+  try {
+    new URL(text);
+    return true;
+  } catch {
+    return false;
   }
 }
 

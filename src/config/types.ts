@@ -2,12 +2,29 @@
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 export type UnmatchedPolicy = 'deny' | 'passthrough';
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post';
-export type GrantType = 'client_credentials';
+export type ClientAuthMethod =
+  | 'client_secret_basic'
+  | 'client_secret_post'
+  | 'client_secret_jwt'
+  | 'private_key_jwt'
+  | 'tls_client_auth'
+  | 'self_signed_tls_client_auth'
+  | 'none';
+export type GrantType = 'client_credentials' | 'password' | 'jwt_bearer' | 'saml2_bearer' | 'token_exchange';
+export type SigningAlg = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384' | 'PS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA';
 
 export interface ListenAddress {
   readonly host: string;
   readonly port: number;
+}
+
+/**
+ * A value that may change on disk while we run (Kubernetes rotates mounted Secrets): the value
+ * read at start, and the file it came from when it was a whole `${file:PATH}` or a `*_file` key.
+ */
+export interface FileBacked {
+  readonly value: string;
+  readonly file?: string;
 }
 
 export interface TlsTrust {
@@ -17,23 +34,83 @@ export interface TlsTrust {
   readonly caFile?: string;
 }
 
-export interface CredentialConfig {
-  readonly name: string;
-  readonly tokenEndpoint: URL;
-  readonly grantType: GrantType;
-  readonly clientId: string;
-  readonly clientSecret: string;
-  readonly authMethod: ClientAuthMethod;
-  /** Space-joined scope, or undefined when none is configured. */
+/** TLS towards a token endpoint or upstream: extra trust, and a client certificate (RFC 8705). */
+export interface TlsClient extends TlsTrust {
+  readonly cert?: FileBacked;
+  readonly key?: FileBacked;
+}
+
+/** A private key for signing JWTs, as configured; parsed and checked at load time. */
+export interface SigningKeyConfig {
+  readonly key: FileBacked;
+  readonly alg: SigningAlg;
+  readonly keyId?: string;
+  /** PEM certificate of the key, for the `x5t#S256` header. */
+  readonly certificate?: FileBacked;
+}
+
+/** Where an assertion or a token given to the token endpoint comes from. */
+export type TokenInput =
+  | { readonly source: 'file'; readonly path: string }
+  | { readonly source: 'request_header'; readonly header: string; readonly maxEntries: number }
+  | { readonly source: 'credential'; readonly credential: string }
+  | {
+      readonly source: 'sign';
+      readonly signing: SigningKeyConfig;
+      readonly issuer: string;
+      readonly subject: string;
+      /** Undefined: the token endpoint URL. */
+      readonly audience?: string;
+      readonly lifetimeMs: number;
+      readonly claims: Readonly<Record<string, unknown>>;
+    };
+
+export type ClientAuthConfig =
+  | { readonly method: 'client_secret_basic' | 'client_secret_post'; readonly secret: FileBacked }
+  | { readonly method: 'client_secret_jwt'; readonly secret: FileBacked; readonly assertionAudience?: string }
+  | {
+      readonly method: 'private_key_jwt';
+      /** Exactly one of `signing` and `assertionFile`. */
+      readonly signing?: SigningKeyConfig;
+      readonly assertionFile?: string;
+      readonly assertionAudience?: string;
+    }
+  | { readonly method: 'tls_client_auth' | 'self_signed_tls_client_auth' | 'none' };
+
+export type GrantConfig =
+  | { readonly type: 'client_credentials' }
+  | { readonly type: 'password'; readonly username: string; readonly password: FileBacked }
+  | { readonly type: 'jwt_bearer' | 'saml2_bearer'; readonly assertion: TokenInput }
+  | {
+      readonly type: 'token_exchange';
+      readonly subjectToken: TokenInput;
+      readonly subjectTokenType: string;
+      readonly actorToken?: TokenInput;
+      readonly actorTokenType?: string;
+      readonly requestedTokenType?: string;
+    };
+
+/** What a route may override of its credential's token request; part of the cache key. */
+export interface TokenScope {
   readonly scope?: string;
   readonly audience?: string;
   readonly resource?: string;
+}
+
+export interface CredentialConfig extends TokenScope {
+  readonly name: string;
+  readonly tokenEndpoint: URL;
+  /** RFC 8705 §5: the endpoint alias used for mTLS client authentication, when set. */
+  readonly mtlsTokenEndpoint?: URL;
+  readonly grant: GrantConfig;
+  readonly clientId: string;
+  readonly clientAuth: ClientAuthConfig;
   readonly params: Readonly<Record<string, string>>;
   readonly prefetch: boolean;
   readonly timeoutMs: number;
   /** Fraction of the token lifetime after which a background refresh starts. */
   readonly refreshAhead: number;
-  readonly tls: TlsTrust;
+  readonly tls: TlsClient;
 }
 
 export interface RouteMatch {
@@ -56,7 +133,9 @@ export interface RouteConfig {
   /** Header name as configured; compared case-insensitively. */
   readonly header: string;
   readonly prefix: string;
-  readonly tls: TlsTrust;
+  /** Overrides of the credential's scope, audience and resource for this route's tokens. */
+  readonly tokenScope: TokenScope;
+  readonly tls: TlsClient;
 }
 
 export interface Config {

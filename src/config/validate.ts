@@ -1,51 +1,34 @@
-import { Checker, join } from './checker.js';
+import { Checker, isAbsoluteUrl, join } from './checker.js';
+import { credential, credentialDependencies } from './validate-credential.js';
 import type { ConfigSources } from './interpolate.js';
 import type {
-  ClientAuthMethod,
   Config,
   CredentialConfig,
-  GrantType,
   ListenAddress,
   LogLevel,
   RouteConfig,
   RouteMatch,
-  TlsTrust,
+  TokenScope,
   UnmatchedPolicy,
 } from './types.js';
 
 type Obj = Record<string, unknown>;
 
 const TOP_KEYS = ['listen', 'admin', 'log', 'unmatched', 'shutdown_timeout', 'credentials', 'routes'];
-const CREDENTIAL_KEYS = [
-  'token_endpoint',
-  'grant_type',
-  'client_id',
-  'client_secret',
-  'auth_method',
+const ROUTE_KEYS = [
+  'name',
+  'match',
+  'upstream',
+  'strip_prefix',
+  'credential',
+  'header',
+  'prefix',
   'scope',
   'audience',
   'resource',
-  'params',
-  'prefetch',
-  'timeout',
-  'refresh_ahead',
   'tls',
 ];
-const ROUTE_KEYS = ['name', 'match', 'upstream', 'strip_prefix', 'credential', 'header', 'prefix', 'tls'];
-const GRANT_TYPES: readonly GrantType[] = ['client_credentials'];
-const AUTH_METHODS: readonly ClientAuthMethod[] = ['client_secret_basic', 'client_secret_post'];
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error'];
-/** Form fields token-injector writes itself; letting `params` set them would hide the real config. */
-const RESERVED_PARAMS = [
-  'grant_type',
-  'client_id',
-  'client_secret',
-  'client_assertion',
-  'client_assertion_type',
-  'scope',
-  'audience',
-  'resource',
-];
 /** Headers that must not be chosen for injection: they are connection-level or routing-level. */
 const UNINJECTABLE_HEADERS = new Set([
   'host',
@@ -66,8 +49,6 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 export const DEFAULTS = {
   listen: Object.freeze({ host: '127.0.0.1', port: 8080 }),
   adminListen: Object.freeze({ host: '127.0.0.1', port: 9090 }),
-  tokenTimeoutMs: 10_000,
-  refreshAhead: 0.8,
   shutdownTimeoutMs: 20_000,
 } as const;
 
@@ -112,6 +93,8 @@ export function validateConfig(
     if (cred) credentials.set(name, Object.freeze(cred));
   }
 
+  checkCredentialReferences(c, credentials, credObj);
+
   const routes: RouteConfig[] = [];
   const rawRoutes = root['routes'];
   if (rawRoutes !== undefined && rawRoutes !== null && !Array.isArray(rawRoutes)) {
@@ -140,76 +123,6 @@ export function validateConfig(
   return { config, problems: [] };
 }
 
-function credential(c: Checker, name: string, value: unknown): CredentialConfig | undefined {
-  const path = join('credentials', name);
-  if (!NAME.test(name)) c.add(path, 'a credential name may hold only letters, digits, ".", "_" and "-"');
-  const obj = c.object(value, path);
-  if (!obj) {
-    if (value === null || value === undefined) c.add(path, 'must be a mapping');
-    return undefined;
-  }
-  c.onlyKeys(obj, path, CREDENTIAL_KEYS);
-  const before = c.problems.length;
-  c.required(obj, 'token_endpoint', path);
-  const tokenEndpoint = url(c, obj, 'token_endpoint', path, { allowQuery: true });
-  const grantType = c.oneOf(obj, 'grant_type', path, GRANT_TYPES, 'client_credentials');
-  if (obj['grant_type'] === undefined) c.required(obj, 'grant_type', path);
-  c.required(obj, 'client_id', path);
-  const clientId = c.string(obj, 'client_id', path);
-  const authMethod = c.oneOf(obj, 'auth_method', path, AUTH_METHODS, 'client_secret_basic');
-  c.required(obj, 'client_secret', path);
-  const clientSecret = c.string(obj, 'client_secret', path);
-  if (clientSecret === '') c.add(join(path, 'client_secret'), 'must not be empty');
-  const scope = c.stringList(obj, 'scope', path);
-  const audience = c.string(obj, 'audience', path);
-  const resource = c.string(obj, 'resource', path);
-  if (resource !== undefined && !isAbsoluteUrl(resource)) {
-    c.add(join(path, 'resource'), 'must be an absolute URI (RFC 8707 §2)');
-  }
-  const params = stringMap(c, obj, 'params', path);
-  for (const key of Object.keys(params)) {
-    if (RESERVED_PARAMS.includes(key)) {
-      c.add(
-        join(join(path, 'params'), key),
-        'is set by token-injector from its own key; use that key instead',
-      );
-    }
-  }
-  const prefetch = c.boolean(obj, 'prefetch', path, false);
-  const timeoutMs = c.duration(obj, 'timeout', path, DEFAULTS.tokenTimeoutMs);
-  if (timeoutMs === 0) c.add(join(path, 'timeout'), 'must be greater than 0');
-  let refreshAhead: number = DEFAULTS.refreshAhead;
-  if (obj['refresh_ahead'] !== undefined) {
-    const v = obj['refresh_ahead'];
-    if (typeof v !== 'number' || !(v > 0 && v < 1)) {
-      c.add(
-        join(path, 'refresh_ahead'),
-        'must be a fraction of the token lifetime between 0 and 1, e.g. 0.8',
-      );
-    } else refreshAhead = v;
-  }
-  const tls = tlsTrust(c, obj, path);
-  if (c.problems.length > before || !tokenEndpoint || clientId === undefined || clientSecret === undefined) {
-    return undefined;
-  }
-  return {
-    name,
-    tokenEndpoint,
-    grantType,
-    clientId,
-    clientSecret,
-    authMethod,
-    ...(scope && scope.length > 0 ? { scope: scope.join(' ') } : {}),
-    ...(audience !== undefined ? { audience } : {}),
-    ...(resource !== undefined ? { resource } : {}),
-    params: Object.freeze(params),
-    prefetch,
-    timeoutMs,
-    refreshAhead,
-    tls,
-  };
-}
-
 function route(c: Checker, i: number, value: unknown, credentials: Obj): RouteConfig | undefined {
   const path = `routes[${i}]`;
   const obj = c.object(value, path);
@@ -226,7 +139,7 @@ function route(c: Checker, i: number, value: unknown, credentials: Obj): RouteCo
   }
   const match = routeMatch(c, obj, path);
   c.required(obj, 'upstream', path);
-  const upstream = url(c, obj, 'upstream', path, { allowQuery: false });
+  const upstream = c.url(obj, 'upstream', path, { allowQuery: false });
   if (upstream) upstream.pathname = upstream.pathname.replace(/\/+$/, '');
   const stripPrefix = c.boolean(obj, 'strip_prefix', path, false);
   if (stripPrefix && !match?.pathPrefix) c.add(join(path, 'strip_prefix'), 'needs match.path_prefix');
@@ -246,9 +159,25 @@ function route(c: Checker, i: number, value: unknown, credentials: Obj): RouteCo
   }
   const prefix = c.string(obj, 'prefix', path) ?? 'Bearer ';
   if (/[\r\n\0]/.test(prefix)) c.add(join(path, 'prefix'), 'must not contain CR, LF or NUL');
-  const tls = tlsTrust(c, obj, path);
+  const tokenScope = routeTokenScope(c, obj, path);
+  const tls = c.tls(obj, path);
   if (c.problems.length > before || !name || !match || !upstream || !credential) return undefined;
-  return { name, match, upstream, stripPrefix, credential, header, prefix, tls };
+  return { name, match, upstream, stripPrefix, credential, header, prefix, tokenScope, tls };
+}
+
+/** A route's own scope, audience and resource; each replaces the credential's when set. */
+function routeTokenScope(c: Checker, obj: Obj, path: string): TokenScope {
+  const scope = c.stringList(obj, 'scope', path);
+  const audience = c.string(obj, 'audience', path);
+  const resource = c.string(obj, 'resource', path);
+  if (resource !== undefined && !isAbsoluteUrl(resource)) {
+    c.add(join(path, 'resource'), 'must be an absolute URI (RFC 8707 §2)');
+  }
+  return Object.freeze({
+    ...(scope && scope.length > 0 ? { scope: scope.join(' ') } : {}),
+    ...(audience !== undefined ? { audience } : {}),
+    ...(resource !== undefined ? { resource } : {}),
+  });
 }
 
 function routeMatch(c: Checker, route: Obj, routePath: string): RouteMatch | undefined {
@@ -336,74 +265,29 @@ function sameHostFamily(a: string, b: string): boolean {
   return a === b || wild(a) || wild(b);
 }
 
-function url(
-  c: Checker,
-  obj: Obj,
-  key: string,
-  path: string,
-  opts: { allowQuery: boolean },
-): URL | undefined {
-  const text = c.string(obj, key, path);
-  if (text === undefined) return undefined;
-  const here = join(path, key);
-  let parsed: URL;
-  try {
-    parsed = new URL(text);
-  } catch {
-    c.add(here, `"${text}" is not a URL`);
-    return undefined;
+/**
+ * A token exchange may take its subject or actor token from another credential: that one must
+ * exist, and following such references must never lead back (the fetch would wait on itself).
+ */
+function checkCredentialReferences(c: Checker, credentials: Map<string, CredentialConfig>, raw: Obj): void {
+  const known = Object.keys(raw);
+  for (const cred of credentials.values()) {
+    for (const dep of credentialDependencies(cred)) {
+      const key = cred.grant.type === 'token_exchange' && cred.grant.subjectToken.source === 'credential' &&
+        cred.grant.subjectToken.credential === dep ? 'subject_token' : 'actor_token';
+      const path = `credentials.${cred.name}.${key}.credential`;
+      if (!known.includes(dep)) c.add(path, `unknown credential "${dep}" (known: ${known.join(', ')})`);
+      else if (leadsBack(credentials, dep, cred.name, new Set())) {
+        c.add(path, `"${dep}" depends on "${cred.name}" in turn: credentials must not depend on each other in a cycle`);
+      }
+    }
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    c.add(here, `must be an http:// or https:// URL, got ${parsed.protocol}//`);
-    return undefined;
-  }
-  if (parsed.username || parsed.password) {
-    c.add(here, 'must not contain user info; put credentials in their own keys');
-    return undefined;
-  }
-  if (parsed.hash) {
-    c.add(here, 'must not contain a fragment (#…)');
-    return undefined;
-  }
-  if (!opts.allowQuery && parsed.search) {
-    c.add(here, 'must not contain a query string');
-    return undefined;
-  }
-  return parsed;
 }
 
-function stringMap(c: Checker, obj: Obj, key: string, path: string): Record<string, string> {
-  const here = join(path, key);
-  const map = c.object(obj[key], here);
-  const out: Record<string, string> = {};
-  if (!map) return out;
-  for (const [k, v] of Object.entries(map)) {
-    const s = c.stringValue(v, join(here, k));
-    if (s !== undefined) out[k] = s;
-  }
-  return out;
-}
-
-function tlsTrust(c: Checker, obj: Obj, path: string): TlsTrust {
-  const here = join(path, 'tls');
-  const tls = c.object(obj['tls'], here);
-  if (!tls) return Object.freeze({});
-  c.onlyKeys(tls, here, ['ca_file']);
-  const caFile = c.string(tls, 'ca_file', here);
-  if (caFile === undefined) return Object.freeze({});
-  const ca = c.stringValue(`\${file:${caFile}}`, join(here, 'ca_file'));
-  if (ca === undefined) return Object.freeze({});
-  // An empty or wrong file must not silently fall back to the public roots alone.
-  if (!ca.includes('-----BEGIN CERTIFICATE-----'))
-    c.add(join(here, 'ca_file'), `${caFile} holds no PEM certificate`);
-  return Object.freeze({ ca, caFile });
-}
-
-function isAbsoluteUrl(text: string): boolean {
-  try {
-    new URL(text);
-    return true;
-  } catch {
-    return false;
-  }
+function leadsBack(all: Map<string, CredentialConfig>, from: string, target: string, seen: Set<string>): boolean {
+  if (from === target) return true;
+  if (seen.has(from)) return false;
+  seen.add(from);
+  const cred = all.get(from);
+  return cred ? credentialDependencies(cred).some((d) => leadsBack(all, d, target, seen)) : false;
 }

@@ -1,134 +1,194 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Metrics } from '../admin/metrics.js';
-import { clientAuthFor } from '../client-auth/client-auth.js';
-import type { Config, CredentialConfig } from '../config/types.js';
-import { TokenEndpointRejectedError, type TokenInjectorError, UnknownCredentialError } from '../errors.js';
-import { clientCredentialsForm } from '../grants/client-credentials.js';
+import type { Config, CredentialConfig, RouteConfig, TokenInput, TokenScope } from '../config/types.js';
+import { UnknownCredentialError } from '../errors.js';
+import { requestHeaders } from '../grants/token-input.js';
 import type { Logger } from '../log.js';
-import { createTokenEndpoint, type TokenEndpoint } from '../token-endpoint/post.js';
 import type { Token } from '../token-endpoint/token.js';
-import { TokenSource } from './token-source.js';
+import { RequestTokens } from './request-tokens.js';
+import { TokenProvider } from './token-provider.js';
+import { TokenSource, type TokenSourceEvents, type TokenState } from './token-source.js';
 
-const MAX_TOKEN_RESPONSE_BYTES = 64 * 1024;
-const DEFAULT_LIFETIME_MS = 5 * 60_000;
-const MAX_LIFETIME_MS = 24 * 3_600_000;
+/** How a route gets its token for one request. */
+export interface RouteTokens {
+  /** Lower-case request headers that carry the app's assertions: consumed, never forwarded. */
+  readonly consumedHeaders: readonly string[];
+  token(headers: IncomingHttpHeaders): Promise<Token>;
+}
 
-/** The token sources of all configured credentials, by name. */
+/**
+ * Every credential's token provider and caches. A credential used with different scopes,
+ * audiences or resources (route overrides) has one cache per combination, so two routes with
+ * different scopes never share a token.
+ */
 export class Credentials {
+  readonly #providers = new Map<string, TokenProvider>();
   readonly #sources = new Map<string, TokenSource>();
-  readonly #endpoints: TokenEndpoint[] = [];
+  readonly #requestTokens = new Map<string, RequestTokens>();
+  readonly #metrics: Metrics | undefined;
+  readonly #logger: Logger;
 
   constructor(config: Config, deps: { metrics?: Metrics; logger: Logger }) {
+    this.#metrics = deps.metrics;
+    this.#logger = deps.logger;
     for (const cred of config.credentials.values()) {
-      const endpoint = createTokenEndpoint({
-        credential: cred.name,
-        url: cred.tokenEndpoint,
-        timeoutMs: cred.timeoutMs,
-        tls: cred.tls,
-        maxResponseBytes: MAX_TOKEN_RESPONSE_BYTES,
-        defaultLifetimeMs: DEFAULT_LIFETIME_MS,
-        maxLifetimeMs: MAX_LIFETIME_MS,
-      });
-      this.#endpoints.push(endpoint);
-      this.#sources.set(cred.name, tokenSourceFor(cred, endpoint, deps));
+      this.#providers.set(
+        cred.name,
+        new TokenProvider(cred, {
+          ...deps,
+          // Token exchange with `source: credential`: that credential's own (default) token.
+          credentialToken: (name) => this.source(name).get(),
+        }),
+      );
     }
   }
 
-  get(name: string): TokenSource {
-    const source = this.#sources.get(name);
+  /** The cache of a credential's token for a scope combination (default: the credential's own). */
+  source(name: string, overrides: TokenScope = {}): TokenSource {
+    const provider = this.#provider(name);
+    const scope = effectiveScope(provider.credential, overrides);
+    const key = `${name}\n${scope.scope ?? ''}\n${scope.audience ?? ''}\n${scope.resource ?? ''}`;
+    let source = this.#sources.get(key);
     if (!source) {
-      const known = [...this.#sources.keys()].join(', ') || 'none';
-      throw new UnknownCredentialError(`unknown credential "${name}" (known: ${known})`);
+      source = new TokenSource({
+        name,
+        refreshAhead: provider.credential.refreshAhead,
+        fetch: (previous) => provider.requestToken({ tokenScope: scope, ...(previous ? { previous } : {}) }),
+        events: this.#events(name),
+      });
+      this.#sources.set(key, source);
     }
     return source;
   }
 
-  [Symbol.iterator](): IterableIterator<TokenSource> {
-    return this.#sources.values();
+  /** Resolves, once at start-up, how a route obtains its token. */
+  forRoute(route: RouteConfig): RouteTokens {
+    const provider = this.#provider(route.credential);
+    const headers = requestHeaders(inputsOf(provider.credential));
+    if (headers.length === 0) {
+      const source = this.source(route.credential, route.tokenScope);
+      return { consumedHeaders: [], token: () => source.get() };
+    }
+    const scope = effectiveScope(provider.credential, route.tokenScope);
+    const key = `${route.credential}\n${scope.scope ?? ''}\n${scope.audience ?? ''}\n${scope.resource ?? ''}`;
+    let cache = this.#requestTokens.get(key);
+    if (!cache) {
+      cache = new RequestTokens({
+        name: route.credential,
+        headers,
+        maxEntries: maxEntriesOf(provider.credential),
+        fetch: (request, previous) =>
+          provider.requestToken({ tokenScope: scope, request, ...(previous ? { previous } : {}) }),
+        events: this.#events(route.credential),
+      });
+      this.#requestTokens.set(key, cache);
+    }
+    const requestTokens = cache;
+    return { consumedHeaders: headers, token: (h) => requestTokens.get(h) };
+  }
+
+  /** Every token cache of one credential that does not depend on request values. */
+  sourcesOf(name: string): TokenSource[] {
+    return [...this.#sources.values()].filter((s) => s.name === name);
+  }
+
+  /**
+   * The caches to fill before the credential counts as ready: those the routes use, or the
+   * credential's default one when no route uses it (e.g. only the `token` command does).
+   */
+  prefetchSources(name: string): TokenSource[] {
+    const sources = this.sourcesOf(name);
+    return sources.length > 0 ? sources : [this.source(name)];
+  }
+
+  /** The least ready state among a credential's caches; `per_request` if tokens follow requests. */
+  state(name: string): TokenState | 'per_request' {
+    const sources = this.sourcesOf(name);
+    if (sources.length === 0) return this.#requestTokensOf(name) ? 'per_request' : 'empty';
+    const order: TokenState[] = ['empty', 'expired', 'refreshing', 'fresh'];
+    return sources.map((s) => s.state).sort((a, b) => order.indexOf(a) - order.indexOf(b))[0]!;
+  }
+
+  /** Seconds until the soonest expiry among a credential's cached tokens. */
+  expiresInSeconds(name: string): number | undefined {
+    const left = this.sourcesOf(name)
+      .map((s) => s.expiresInSeconds)
+      .filter((v): v is number => v !== undefined);
+    return left.length > 0 ? Math.min(...left) : undefined;
+  }
+
+  names(): string[] {
+    return [...this.#providers.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.#providers.has(name);
+  }
+
+  /** The credential's configuration (for readiness and CLI decisions). */
+  config(name: string): CredentialConfig {
+    return this.#provider(name).credential;
   }
 
   async close(): Promise<void> {
     for (const source of this.#sources.values()) source.close();
-    await Promise.all(this.#endpoints.map((e) => e.close()));
+    for (const cache of this.#requestTokens.values()) cache.close();
+    await Promise.all([...this.#providers.values()].map((p) => p.close()));
+  }
+
+  #requestTokensOf(name: string): boolean {
+    return [...this.#requestTokens.keys()].some((k) => k.startsWith(`${name}\n`));
+  }
+
+  #provider(name: string): TokenProvider {
+    const provider = this.#providers.get(name);
+    if (!provider) {
+      const known = [...this.#providers.keys()].join(', ') || 'none';
+      throw new UnknownCredentialError(`unknown credential "${name}" (known: ${known})`);
+    }
+    return provider;
+  }
+
+  #events(name: string): TokenSourceEvents {
+    const labels = { credential: name };
+    const log = this.#logger.child(labels);
+    const refreshFailed = (_e: unknown, retryIn: number) =>
+      log.warn({ event: 'refresh_retry', retry_in_ms: retryIn }, 'refresh failed; keeping the current token');
+    const m = this.#metrics;
+    if (!m) return { refreshFailed };
+    const hits = m.cacheHits.labels(labels);
+    const misses = m.cacheMisses.labels(labels);
+    const refreshes = m.cacheRefreshes.labels(labels);
+    return {
+      cacheHit: () => hits.inc(),
+      cacheMiss: () => misses.inc(),
+      refreshStarted: () => refreshes.inc(),
+      refreshFailed,
+    };
   }
 }
 
-function tokenSourceFor(
-  cred: CredentialConfig,
-  endpoint: TokenEndpoint,
-  { metrics, logger }: { metrics?: Metrics; logger: Logger },
-): TokenSource {
-  const auth = clientAuthFor(cred);
-  const log = logger.child({ credential: cred.name });
-  const labels = { credential: cred.name };
+function effectiveScope(cred: CredentialConfig, overrides: TokenScope): TokenScope {
+  const scope = overrides.scope ?? cred.scope;
+  const audience = overrides.audience ?? cred.audience;
+  const resource = overrides.resource ?? cred.resource;
+  return {
+    ...(scope !== undefined ? { scope } : {}),
+    ...(audience !== undefined ? { audience } : {}),
+    ...(resource !== undefined ? { resource } : {}),
+  };
+}
 
-  async function fetchToken(): Promise<Token> {
-    const form = clientCredentialsForm(cred);
-    const headers: Record<string, string> = {};
-    await auth(form, headers);
-    const started = performance.now();
-    try {
-      const token = await endpoint.post(form, headers);
-      const seconds = (performance.now() - started) / 1000;
-      metrics?.tokenRequests.inc({ ...labels, outcome: 'success' });
-      metrics?.tokenRequestDuration.observe(labels, seconds);
-      log.info(
-        {
-          event: 'token_fetched',
-          grant_type: cred.grantType,
-          duration_ms: Math.round(seconds * 1000),
-          expires_in: Math.round((token.expiresAt - token.issuedAt) / 1000),
-          scope: token.scope,
-        },
-        'token fetched',
-      );
-      return token;
-    } catch (err) {
-      const e = err as TokenInjectorError;
-      metrics?.tokenRequests.inc({ ...labels, outcome: e.code ?? 'error' });
-      metrics?.tokenRequestDuration.observe(labels, (performance.now() - started) / 1000);
-      log.warn(
-        {
-          event: 'token_failed',
-          grant_type: cred.grantType,
-          error: e.code,
-          detail: e.message,
-          ...(err instanceof TokenEndpointRejectedError
-            ? {
-                status: err.status,
-                oauth_error: err.oauthError,
-                oauth_error_description: err.oauthErrorDescription,
-              }
-            : {}),
-        },
-        'token request failed',
-      );
-      throw err;
-    }
-  }
+function inputsOf(cred: CredentialConfig): (TokenInput | undefined)[] {
+  const g = cred.grant;
+  if (g.type === 'jwt_bearer' || g.type === 'saml2_bearer') return [g.assertion];
+  if (g.type === 'token_exchange') return [g.subjectToken, g.actorToken];
+  return [];
+}
 
-  const source = new TokenSource({
-    name: cred.name,
-    fetch: fetchToken,
-    refreshAhead: cred.refreshAhead,
-    events: metrics
-      ? {
-          cacheHit: () => metrics.cacheHits.inc(labels),
-          cacheMiss: () => metrics.cacheMisses.inc(labels),
-          refreshStarted: () => metrics.cacheRefreshes.inc(labels),
-          refreshFailed: (_e, retryIn) =>
-            log.warn(
-              { event: 'refresh_retry', retry_in_ms: retryIn },
-              'refresh failed; keeping the current token',
-            ),
-        }
-      : {
-          refreshFailed: (_e, retryIn) =>
-            log.warn(
-              { event: 'refresh_retry', retry_in_ms: retryIn },
-              'refresh failed; keeping the current token',
-            ),
-        },
-  });
-  metrics?.tokenExpiresIn.labels(labels); // exported from the start, updated on scrape
-  return source;
+function maxEntriesOf(cred: CredentialConfig): number {
+  const sizes = inputsOf(cred)
+    .filter((i): i is TokenInput & { source: 'request_header' } => i?.source === 'request_header')
+    .map((i) => i.maxEntries);
+  return Math.min(...sizes);
 }

@@ -12,10 +12,16 @@ export interface TokenSourceEvents {
 
 export interface TokenSourceOptions {
   readonly name: string;
-  /** Obtains a new token from the authorization server; called at most once at a time. */
-  readonly fetch: () => Promise<Token>;
-  /** Fraction of the usable lifetime after which a background refresh starts (0..1). */
-  readonly refreshAhead: number;
+  /**
+   * Obtains a new token from the authorization server; called at most once at a time, with the
+   * token it replaces (whose refresh token the password grant uses).
+   */
+  readonly fetch: (previous: Token | undefined) => Promise<Token>;
+  /**
+   * Fraction of the usable lifetime after which a background refresh starts (0..1); undefined
+   * for no background refresh (tokens of per-request assertions are renewed on demand).
+   */
+  readonly refreshAhead: number | undefined;
   readonly events?: TokenSourceEvents;
   readonly now?: () => number;
   readonly random?: () => number;
@@ -97,7 +103,7 @@ export class TokenSource {
 
   #fetch(): Promise<Token> {
     if (this.#inflight) return this.#inflight;
-    const flight = this.#opts.fetch().then(
+    const flight = this.#opts.fetch(this.#token).then(
       (token) => {
         this.#token = token;
         this.#lastError = undefined;
@@ -119,10 +125,11 @@ export class TokenSource {
   }
 
   #scheduleRefresh(token: Token): void {
-    if (this.#closed) return;
+    const ahead = this.#opts.refreshAhead;
+    if (this.#closed || ahead === undefined) return;
     const usable = usableUntil(token) - token.issuedAt;
     // Jitter spreads the refreshes of many replicas that started together.
-    const delay = Math.max(0, usable * (this.#opts.refreshAhead - JITTER * this.#random()));
+    const delay = Math.max(0, usable * (ahead - JITTER * this.#random()));
     this.#arm(token.issuedAt + delay - this.#now());
   }
 

@@ -9,6 +9,9 @@ export function statusFor(code: ErrorCode): number {
   switch (code) {
     case 'bad_request':
       return 400;
+    case 'assertion_missing':
+    case 'assertion_expired':
+      return 401;
     case 'route_not_found':
     case 'connect_not_allowed':
       return 403;

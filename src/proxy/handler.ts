@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Metrics, statusClass } from '../admin/metrics.js';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Credentials } from '../credentials/credentials.js';
-import type { TokenSource } from '../credentials/token-source.js';
+import type { RouteTokens } from '../credentials/credentials.js';
+import type { Token } from '../token-endpoint/token.js';
 import {
   type BadRequestError,
   InternalError,
@@ -32,9 +33,7 @@ const noop = () => {};
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { config, credentials, upstreams, metrics, logger } = deps;
   const route = createRouter(config.routes);
-  const sources = new Map<string, TokenSource>(
-    config.routes.map((r) => [r.name, credentials.get(r.credential)]),
-  );
+  const tokens = new Map<string, RouteTokens>(config.routes.map((r) => [r.name, credentials.forRoute(r)]));
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<[string, number]> {
     let target: ParsedTarget;
@@ -45,20 +44,21 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     }
     const matched = route(target);
     if (!matched) return ['none', await unmatched(req, res, target)];
-    const source = sources.get(matched.name)!;
-    let token: Awaited<ReturnType<TokenSource['get']>>;
+    const routeTokens = tokens.get(matched.name)!;
+    let token: Token;
     try {
-      token = await source.get();
+      token = await routeTokens.token(req.headers);
     } catch (err) {
       // A client that left while we waited for the token is not a token failure to report.
       if (res.destroyed) return [matched.name, CLIENT_CLOSED];
       return [matched.name, sendError(res, asKnown(err), { route: matched.name })];
     }
     if (res.destroyed) return [matched.name, CLIENT_CLOSED];
-    const headers = upstreamRequestHeaders(req.rawHeaders, {
-      name: matched.header,
-      value: matched.prefix + token.accessToken,
-    });
+    const headers = upstreamRequestHeaders(
+      req.rawHeaders,
+      { name: matched.header, value: matched.prefix + token.accessToken },
+      routeTokens.consumedHeaders,
+    );
     const started = performance.now();
     const status = await forward(upstreams.forRoute(matched), req, res, {
       path: upstreamPath(matched, target.path),

@@ -22,12 +22,13 @@ export const VIA = '1.1 token-injector';
 
 /**
  * The headers sent upstream, as undici's flat `[name, value, …]` list: the client's headers in
- * their order, minus hop-by-hop headers and those named in `Connection`, with `inject` (if any)
- * replacing every header of the same name the client sent.
+ * their order, minus hop-by-hop headers, those named in `Connection` and the `consumed` ones
+ * (lower-case), with `inject` (if any) replacing every header of the same name the client sent.
  */
 export function upstreamRequestHeaders(
   rawHeaders: readonly string[],
   inject: { readonly name: string; readonly value: string } | undefined,
+  consumed: readonly string[] = [],
 ): string[] {
   const named = connectionNamed(rawHeaders);
   const injectName = inject?.name.toLowerCase();
@@ -37,6 +38,8 @@ export function upstreamRequestHeaders(
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || lower === injectName || named?.has(lower)) continue;
+    // The app's assertion was for the token endpoint; the upstream gets the token instead.
+    if (consumed.length > 0 && consumed.includes(lower)) continue;
     if (lower === 'via') {
       via = via === undefined ? rawHeaders[i + 1]! : `${via}, ${rawHeaders[i + 1]!}`;
       continue;

@@ -8,6 +8,8 @@ export interface ParseOptions {
   /** Caps absurd lifetimes so a token is re-fetched at least this often. */
   readonly maxLifetimeMs: number;
   readonly now: number;
+  /** Lower-case `token_type` values accepted besides Bearer. */
+  readonly extraTokenTypes?: readonly string[];
 }
 
 export interface RawResponse {
@@ -53,7 +55,10 @@ export function parseTokenResponse(res: RawResponse, opts: ParseOptions): Token 
     );
   }
   const tokenType = json['token_type'] ?? 'Bearer';
-  if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer') {
+  if (
+    typeof tokenType !== 'string' ||
+    (tokenType.toLowerCase() !== 'bearer' && !opts.extraTokenTypes?.includes(tokenType.toLowerCase()))
+  ) {
     throw new TokenResponseInvalidError(
       credential,
       `token_type ${JSON.stringify(safeText(tokenType) ?? null)} is not Bearer (RFC 6750)`,
@@ -61,12 +66,15 @@ export function parseTokenResponse(res: RawResponse, opts: ParseOptions): Token 
   }
   const lifetimeMs = lifetime(json['expires_in'], opts);
   const scope = typeof json['scope'] === 'string' ? json['scope'] : undefined;
+  const refresh = json['refresh_token'];
+  const refreshToken = typeof refresh === 'string' && refresh.length > 0 ? refresh : undefined;
   return {
     accessToken,
     tokenType,
     issuedAt: opts.now,
     expiresAt: opts.now + lifetimeMs,
     ...(scope !== undefined ? { scope } : {}),
+    ...(refreshToken !== undefined ? { refreshToken } : {}),
   };
 }
 

@@ -1,12 +1,13 @@
 import { Agent, type Dispatcher, request } from 'undici';
-import type { TlsTrust } from '../config/types.js';
+import type { TlsClient } from '../config/types.js';
 import {
   TokenEndpointTimeoutError,
   TokenEndpointUnreachableError,
   type TokenError,
   TokenResponseInvalidError,
 } from '../errors.js';
-import { trustOptions } from '../tls.js';
+import type { FileSet } from '../files/live-file.js';
+import { liveTlsOptions } from '../tls.js';
 import { parseTokenResponse } from './parse-response.js';
 import type { Token } from './token.js';
 
@@ -14,7 +15,9 @@ export interface TokenEndpointOptions {
   readonly credential: string;
   readonly url: URL;
   readonly timeoutMs: number;
-  readonly tls: TlsTrust;
+  readonly tls: TlsClient;
+  /** Where the client certificate and key are re-read from when they rotate. */
+  readonly files: FileSet;
   readonly maxResponseBytes: number;
   readonly defaultLifetimeMs: number;
   readonly maxLifetimeMs: number;
@@ -23,7 +26,11 @@ export interface TokenEndpointOptions {
 
 /** One POST to a token endpoint: form in, {@link Token} or a typed {@link TokenError} out. */
 export interface TokenEndpoint {
-  post(form: URLSearchParams, headers: Record<string, string>): Promise<Token>;
+  post(
+    form: URLSearchParams,
+    headers: Record<string, string>,
+    opts?: { extraTokenTypes?: readonly string[] },
+  ): Promise<Token>;
   close(): Promise<void>;
 }
 
@@ -33,14 +40,24 @@ export interface TokenEndpoint {
  * is bounded by one deadline.
  */
 export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
-  const dispatcher: Dispatcher = new Agent({
-    keepAliveTimeout: 30_000,
-    connections: 4,
-    connect: trustOptions(opts.tls),
-  });
+  const tlsOptions = liveTlsOptions(opts.tls, opts.files);
+  let connect = tlsOptions();
+  let dispatcher: Dispatcher = newAgent(connect);
   const now = opts.now ?? Date.now;
 
-  async function post(form: URLSearchParams, headers: Record<string, string>): Promise<Token> {
+  async function post(
+    form: URLSearchParams,
+    headers: Record<string, string>,
+    postOpts: { extraTokenTypes?: readonly string[] } = {},
+  ): Promise<Token> {
+    const current = tlsOptions();
+    if (current !== connect) {
+      // A rotated client certificate needs new connections; the old ones finish their work.
+      const old = dispatcher;
+      connect = current;
+      dispatcher = newAgent(connect);
+      old.close().catch(() => {});
+    }
     const signal = AbortSignal.timeout(opts.timeoutMs);
     // The lifetime counts from before the request: the server's clock started it no later.
     const startedAt = now();
@@ -66,11 +83,15 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
     } catch (err) {
       throw classify(err, opts, signal);
     }
-    return parseTokenResponse({ status, contentType, body }, { ...opts, now: startedAt });
+    return parseTokenResponse({ status, contentType, body }, { ...opts, ...postOpts, now: startedAt });
   }
 
   // destroy, not close: a shutdown must not wait for a token request that may take its whole timeout.
   return { post, close: () => dispatcher.destroy() };
+}
+
+function newAgent(connect: ReturnType<ReturnType<typeof liveTlsOptions>>): Dispatcher {
+  return new Agent({ keepAliveTimeout: 30_000, connections: 4, connect });
 }
 
 async function readCapped(body: Dispatcher.ResponseData['body'], max: number, credential: string) {

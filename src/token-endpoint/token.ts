@@ -7,4 +7,6 @@ export interface Token {
   readonly expiresAt: number;
   /** Granted scope when the server said it (RFC 6749 §5.1: it may differ from the requested one). */
   readonly scope?: string;
+  /** RFC 6749 §6; a secret like the access token, never logged. */
+  readonly refreshToken?: string;
 }

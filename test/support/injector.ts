@@ -35,7 +35,10 @@ export function configFrom(raw: Record<string, unknown>, env: Record<string, str
   });
   if (!config)
     throw new Error(`test config invalid:\n${problems.map((p) => `${p.path}: ${p.message}`).join('\n')}`);
-  for (const cred of config.credentials.values()) watchSecret(cred.clientSecret);
+  for (const cred of config.credentials.values()) {
+    if ('secret' in cred.clientAuth) watchSecret(cred.clientAuth.secret.value);
+    if (cred.grant.type === 'password') watchSecret(cred.grant.password.value);
+  }
   return config;
 }
 

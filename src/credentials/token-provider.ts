@@ -1,0 +1,135 @@
+import type { Metrics } from '../admin/metrics.js';
+import { type ClientAuth, clientAuthFor } from '../client-auth/client-auth.js';
+import type { CredentialConfig } from '../config/types.js';
+import { TokenEndpointRejectedError, type TokenInjectorError } from '../errors.js';
+import { FileSet } from '../files/live-file.js';
+import type { Grant, GrantContext } from '../grants/grant.js';
+import { grantFor } from '../grants/grants.js';
+import type { Logger } from '../log.js';
+import { createTokenEndpoint, type TokenEndpoint } from '../token-endpoint/post.js';
+import type { Token } from '../token-endpoint/token.js';
+
+const MAX_TOKEN_RESPONSE_BYTES = 64 * 1024;
+const DEFAULT_LIFETIME_MS = 5 * 60_000;
+const MAX_LIFETIME_MS = 24 * 3_600_000;
+
+export type ProviderContext = Omit<GrantContext, 'endpoint' | 'credentialToken'>;
+
+/**
+ * Obtains tokens for one credential from its token endpoint: builds the grant's form, adds the
+ * client authentication, posts, and recovers once where a retry can succeed. Holds no token; the
+ * caches above it do.
+ */
+export class TokenProvider {
+  readonly credential: CredentialConfig;
+  readonly #files = new FileSet();
+  readonly #grant: Grant;
+  readonly #auth: ClientAuth;
+  readonly #endpoint: TokenEndpoint;
+  readonly #url: URL;
+  readonly #credentialToken: (name: string) => Promise<Token>;
+  readonly #metrics: Metrics | undefined;
+  readonly #log: Logger;
+
+  constructor(
+    cred: CredentialConfig,
+    deps: { metrics?: Metrics; logger: Logger; credentialToken: (name: string) => Promise<Token> },
+  ) {
+    this.credential = cred;
+    this.#grant = grantFor(cred, this.#files);
+    this.#auth = clientAuthFor(cred, this.#files);
+    const mtls = cred.clientAuth.method === 'tls_client_auth' || cred.clientAuth.method === 'self_signed_tls_client_auth';
+    // RFC 8705 §5: with mTLS client authentication, use the server's mTLS endpoint alias if known.
+    this.#url = (mtls ? cred.mtlsTokenEndpoint : undefined) ?? cred.tokenEndpoint;
+    this.#endpoint = createTokenEndpoint({
+      credential: cred.name,
+      url: this.#url,
+      timeoutMs: cred.timeoutMs,
+      tls: cred.tls,
+      files: this.#files,
+      maxResponseBytes: MAX_TOKEN_RESPONSE_BYTES,
+      defaultLifetimeMs: DEFAULT_LIFETIME_MS,
+      maxLifetimeMs: MAX_LIFETIME_MS,
+    });
+    this.#credentialToken = deps.credentialToken;
+    this.#metrics = deps.metrics;
+    this.#log = deps.logger.child({ credential: cred.name });
+  }
+
+  /**
+   * One token. At most two requests: a rejected client (`invalid_client`) is retried once if
+   * re-reading the credential's files found a rotated secret, key or certificate; otherwise the
+   * grant may ask for one retry (the password grant after a rejected refresh token).
+   */
+  async requestToken(pctx: ProviderContext): Promise<Token> {
+    const ctx: GrantContext = { ...pctx, endpoint: this.#url, credentialToken: this.#credentialToken };
+    try {
+      return await this.#attempt(ctx);
+    } catch (err) {
+      if (isRejected(err, 'invalid_client') && this.#files.reloadAll()) {
+        this.#log.info({ event: 'files_reloaded' }, 'invalid_client: credential files changed on disk; retrying once');
+        return this.#attempt(ctx);
+      }
+      const next = this.#grant.retry?.(ctx, err);
+      if (next) return this.#attempt(next);
+      throw err;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#endpoint.close();
+  }
+
+  async #attempt(ctx: GrantContext): Promise<Token> {
+    const form = await this.#grant.form(ctx);
+    const headers: Record<string, string> = {};
+    await this.#auth(form, headers, { endpoint: this.#url });
+    const grant = form.get('grant_type') ?? '';
+    const labels = { credential: this.credential.name };
+    const started = performance.now();
+    try {
+      let token = await this.#endpoint.post(form, headers, { extraTokenTypes: this.#grant.extraTokenTypes ?? [] });
+      const seconds = (performance.now() - started) / 1000;
+      // §6: a server that does not rotate refresh tokens keeps the one we have valid.
+      const previousRefresh = grant === 'refresh_token' ? ctx.previous?.refreshToken : undefined;
+      if (token.refreshToken === undefined && previousRefresh !== undefined) {
+        token = { ...token, refreshToken: previousRefresh };
+      }
+      this.#metrics?.tokenRequests.inc({ ...labels, outcome: 'success' });
+      this.#metrics?.tokenRequestDuration.observe(labels, seconds);
+      this.#log.info(
+        {
+          event: 'token_fetched',
+          grant_type: grant,
+          duration_ms: Math.round(seconds * 1000),
+          expires_in: Math.round((token.expiresAt - token.issuedAt) / 1000),
+          scope: token.scope,
+          has_refresh_token: token.refreshToken !== undefined,
+        },
+        'token fetched',
+      );
+      return token;
+    } catch (err) {
+      const e = err as TokenInjectorError;
+      this.#metrics?.tokenRequests.inc({ ...labels, outcome: e.code ?? 'error' });
+      this.#metrics?.tokenRequestDuration.observe(labels, (performance.now() - started) / 1000);
+      this.#log.warn(
+        {
+          event: 'token_failed',
+          grant_type: grant,
+          error: e.code,
+          detail: e.message,
+          ...(err instanceof TokenEndpointRejectedError
+            ? { status: err.status, oauth_error: err.oauthError, oauth_error_description: err.oauthErrorDescription }
+            : {}),
+        },
+        'token request failed',
+      );
+      throw err;
+    }
+  }
+}
+
+function isRejected(err: unknown, oauthError: string): boolean {
+  return err instanceof TokenEndpointRejectedError && err.oauthError === oauthError;
+}

@@ -1,0 +1,54 @@
+import type { CredentialConfig } from '../config/types.js';
+import type { FileSet } from '../files/live-file.js';
+import { baseForm, type Grant } from './grant.js';
+import { samlAssertionParam } from './saml.js';
+import { tokenInputReader } from './token-input.js';
+
+/** RFC 7523 §2.1: a JWT (signed by us, read from a file, or the app's) as authorization grant. */
+export function jwtBearerGrant(cred: CredentialConfig, files: FileSet): Grant {
+  if (cred.grant.type !== 'jwt_bearer') throw new TypeError('not a jwt_bearer credential');
+  const assertion = tokenInputReader(cred.grant.assertion, files);
+  return {
+    form: async (ctx) => {
+      const form = baseForm('urn:ietf:params:oauth:grant-type:jwt-bearer', cred.params, ctx.tokenScope);
+      form.set('assertion', await assertion(ctx));
+      return form;
+    },
+  };
+}
+
+/** RFC 7522 §2.1: a SAML 2.0 assertion as authorization grant, base64url-encoded. */
+export function saml2BearerGrant(cred: CredentialConfig, files: FileSet): Grant {
+  if (cred.grant.type !== 'saml2_bearer') throw new TypeError('not a saml2_bearer credential');
+  const assertion = tokenInputReader(cred.grant.assertion, files);
+  return {
+    form: async (ctx) => {
+      const form = baseForm('urn:ietf:params:oauth:grant-type:saml2-bearer', cred.params, ctx.tokenScope);
+      form.set('assertion', samlAssertionParam(await assertion(ctx)));
+      return form;
+    },
+  };
+}
+
+/** RFC 8693 §2.1: exchange a subject token (and optionally an actor token) for a new token. */
+export function tokenExchangeGrant(cred: CredentialConfig, files: FileSet): Grant {
+  const grant = cred.grant;
+  if (grant.type !== 'token_exchange') throw new TypeError('not a token_exchange credential');
+  const subject = tokenInputReader(grant.subjectToken, files);
+  const actor = grant.actorToken ? tokenInputReader(grant.actorToken, files) : undefined;
+  return {
+    form: async (ctx) => {
+      const form = baseForm('urn:ietf:params:oauth:grant-type:token-exchange', cred.params, ctx.tokenScope);
+      form.set('subject_token', await subject(ctx));
+      form.set('subject_token_type', grant.subjectTokenType);
+      if (actor) {
+        form.set('actor_token', await actor(ctx));
+        form.set('actor_token_type', grant.actorTokenType!);
+      }
+      if (grant.requestedTokenType !== undefined) form.set('requested_token_type', grant.requestedTokenType);
+      return form;
+    },
+    // §2.2.1: "N_A" when the issued token is not an access token (it is still injected as-is).
+    extraTokenTypes: ['n_a'],
+  };
+}

@@ -1,0 +1,32 @@
+import type { SigningKeyConfig } from '../config/types.js';
+import type { FileSet } from '../files/live-file.js';
+import type { AssertionKey } from './assertion.js';
+import { certificateThumbprint, parsePrivateKey } from './signing-key.js';
+
+/**
+ * The current signing key of a configured key file, parsed again only when the file (or its
+ * certificate) changes, so a rotated key is used from the next token request on.
+ */
+export function liveSigningKey(cfg: SigningKeyConfig, files: FileSet): () => AssertionKey {
+  const keyValue = files.value(cfg.key, false);
+  const certValue = cfg.certificate ? files.value(cfg.certificate, false) : undefined;
+  let lastKeyText: string | undefined;
+  let lastCertText: string | undefined;
+  let current: AssertionKey | undefined;
+  return () => {
+    const keyText = keyValue.read();
+    const certText = certValue?.read();
+    if (current === undefined || keyText !== lastKeyText || certText !== lastCertText) {
+      const x5tS256 = certText !== undefined ? certificateThumbprint(certText) : undefined;
+      current = {
+        key: parsePrivateKey(keyText),
+        alg: cfg.alg,
+        ...(cfg.keyId !== undefined ? { keyId: cfg.keyId } : {}),
+        ...(x5tS256 !== undefined ? { x5tS256 } : {}),
+      };
+      lastKeyText = keyText;
+      lastCertText = certText;
+    }
+    return current;
+  };
+}
