@@ -19,7 +19,9 @@ export type ErrorCode =
   | 'unknown_credential'
   | 'internal_error'
   | 'assertion_missing'
-  | 'assertion_expired';
+  | 'assertion_expired'
+  | 'assertion_invalid'
+  | 'credential_input_unavailable';
 
 export abstract class TokenInjectorError extends Error {
   abstract readonly code: ErrorCode;
@@ -56,7 +58,8 @@ export abstract class TokenError extends TokenInjectorError {
     | 'token_endpoint_unreachable'
     | 'token_endpoint_timeout'
     | 'token_endpoint_rejected'
-    | 'token_response_invalid';
+    | 'token_response_invalid'
+    | 'credential_input_unavailable';
   readonly credential: string;
 
   constructor(credential: string, message: string, options?: ErrorOptions) {
@@ -167,4 +170,23 @@ export class AssertionExpiredError extends TokenInjectorError {
     super(`the assertion in the ${header} header has expired`);
     this.header = header;
   }
+}
+
+/** The app's assertion is not in a form we can send (e.g. a SAML value that is not base64 XML). */
+export class AssertionInvalidError extends TokenInjectorError {
+  readonly code = 'assertion_invalid' as const;
+  readonly header: string;
+
+  constructor(header: string, reason: string) {
+    super(`the ${header} header is not a usable assertion: ${reason}`);
+    this.header = header;
+  }
+}
+
+/**
+ * Something a token request needs from the local machine is not there: an assertion or token
+ * file that is missing or unreadable (e.g. a projected token not yet written by the kubelet).
+ */
+export class CredentialInputError extends TokenError {
+  readonly code = 'credential_input_unavailable' as const;
 }

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import type { CredentialConfig } from '../config/types.js';
 import type { FileSet } from '../files/live-file.js';
 import { signAssertion } from '../jwt/assertion.js';
+import { readInputFile } from '../grants/token-input.js';
 import { liveSigningKey } from '../jwt/live-signing-key.js';
 
 /** What client authentication may need to know about the request it authenticates. */
@@ -87,7 +87,7 @@ export function clientAuthFor(cred: CredentialConfig, files: FileSet): ClientAut
         const path = auth.assertionFile;
         // A projected service-account token is rewritten by the kubelet before it expires:
         // read it at every request rather than trusting a cached copy.
-        return clientAssertion(cred.clientId, () => readFileSync(path, 'utf8'));
+        return clientAssertion(cred.clientId, () => readInputFile(path, cred.name));
       }
       const key = liveSigningKey(auth.signing!, files);
       return clientAssertion(cred.clientId, (ctx) => signAssertion(claims(ctx), key()));

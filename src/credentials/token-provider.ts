@@ -1,7 +1,7 @@
 import type { Metrics } from '../admin/metrics.js';
 import { type ClientAuth, clientAuthFor } from '../client-auth/client-auth.js';
 import type { CredentialConfig } from '../config/types.js';
-import { TokenEndpointRejectedError, type TokenInjectorError } from '../errors.js';
+import { CredentialInputError, TokenEndpointRejectedError, TokenInjectorError } from '../errors.js';
 import { FileSet } from '../files/live-file.js';
 import type { Grant, GrantContext } from '../grants/grant.js';
 import { grantFor } from '../grants/grants.js';
@@ -80,14 +80,31 @@ export class TokenProvider {
     return this.#endpoint.close();
   }
 
+  async #build(ctx: GrantContext): Promise<URLSearchParams> {
+    try {
+      return await this.#grant.form(ctx);
+    } catch (err) {
+      throw asInputError(this.credential.name, err);
+    }
+  }
+
+  async #authenticate(form: URLSearchParams, headers: Record<string, string>): Promise<void> {
+    try {
+      await this.#auth(form, headers, { endpoint: this.#url });
+    } catch (err) {
+      throw asInputError(this.credential.name, err);
+    }
+  }
+
   async #attempt(ctx: GrantContext): Promise<Token> {
-    const form = await this.#grant.form(ctx);
-    const headers: Record<string, string> = {};
-    await this.#auth(form, headers, { endpoint: this.#url });
-    const grant = form.get('grant_type') ?? '';
     const labels = { credential: this.credential.name };
     const started = performance.now();
+    let grant = this.credential.grant.type as string;
     try {
+      const form = await this.#build(ctx);
+      grant = form.get('grant_type') ?? grant;
+      const headers: Record<string, string> = {};
+      await this.#authenticate(form, headers);
       let token = await this.#endpoint.post(form, headers, { extraTokenTypes: this.#grant.extraTokenTypes ?? [] });
       const seconds = (performance.now() - started) / 1000;
       // §6: a server that does not rotate refresh tokens keeps the one we have valid.
@@ -128,6 +145,15 @@ export class TokenProvider {
       throw err;
     }
   }
+}
+
+/**
+ * Local failures while building a request (a rotated key file that no longer parses, a signing
+ * error) become typed errors naming the credential instead of internal errors.
+ */
+function asInputError(credential: string, err: unknown): unknown {
+  if (err instanceof TokenInjectorError) return err;
+  return new CredentialInputError(credential, (err as Error).message, { cause: err });
 }
 
 function isRejected(err: unknown, oauthError: string): boolean {

@@ -1,4 +1,5 @@
 import type { CredentialConfig } from '../config/types.js';
+import { AssertionInvalidError, CredentialInputError } from '../errors.js';
 import type { FileSet } from '../files/live-file.js';
 import { baseForm, type Grant } from './grant.js';
 import { samlAssertionParam } from './saml.js';
@@ -7,7 +8,7 @@ import { tokenInputReader } from './token-input.js';
 /** RFC 7523 §2.1: a JWT (signed by us, read from a file, or the app's) as authorization grant. */
 export function jwtBearerGrant(cred: CredentialConfig, files: FileSet): Grant {
   if (cred.grant.type !== 'jwt_bearer') throw new TypeError('not a jwt_bearer credential');
-  const assertion = tokenInputReader(cred.grant.assertion, files);
+  const assertion = tokenInputReader(cred.grant.assertion, files, cred.name);
   return {
     form: async (ctx) => {
       const form = baseForm('urn:ietf:params:oauth:grant-type:jwt-bearer', cred.params, ctx.tokenScope);
@@ -20,11 +21,20 @@ export function jwtBearerGrant(cred: CredentialConfig, files: FileSet): Grant {
 /** RFC 7522 §2.1: a SAML 2.0 assertion as authorization grant, base64url-encoded. */
 export function saml2BearerGrant(cred: CredentialConfig, files: FileSet): Grant {
   if (cred.grant.type !== 'saml2_bearer') throw new TypeError('not a saml2_bearer credential');
-  const assertion = tokenInputReader(cred.grant.assertion, files);
+  const input = cred.grant.assertion;
+  const assertion = tokenInputReader(input, files, cred.name);
   return {
     form: async (ctx) => {
       const form = baseForm('urn:ietf:params:oauth:grant-type:saml2-bearer', cred.params, ctx.tokenScope);
-      form.set('assertion', samlAssertionParam(await assertion(ctx)));
+      const value = await assertion(ctx);
+      try {
+        form.set('assertion', samlAssertionParam(value));
+      } catch (err) {
+        const reason = (err as Error).message;
+        throw input.source === 'request_header'
+          ? new AssertionInvalidError(input.header, reason)
+          : new CredentialInputError(cred.name, reason);
+      }
       return form;
     },
   };
@@ -34,8 +44,8 @@ export function saml2BearerGrant(cred: CredentialConfig, files: FileSet): Grant 
 export function tokenExchangeGrant(cred: CredentialConfig, files: FileSet): Grant {
   const grant = cred.grant;
   if (grant.type !== 'token_exchange') throw new TypeError('not a token_exchange credential');
-  const subject = tokenInputReader(grant.subjectToken, files);
-  const actor = grant.actorToken ? tokenInputReader(grant.actorToken, files) : undefined;
+  const subject = tokenInputReader(grant.subjectToken, files, cred.name);
+  const actor = grant.actorToken ? tokenInputReader(grant.actorToken, files, cred.name) : undefined;
   return {
     form: async (ctx) => {
       const form = baseForm('urn:ietf:params:oauth:grant-type:token-exchange', cred.params, ctx.tokenScope);

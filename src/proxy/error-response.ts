@@ -8,6 +8,7 @@ const RETRY_AFTER_SECONDS = 5;
 export function statusFor(code: ErrorCode): number {
   switch (code) {
     case 'bad_request':
+    case 'assertion_invalid':
       return 400;
     case 'assertion_missing':
     case 'assertion_expired':
@@ -20,6 +21,7 @@ export function statusFor(code: ErrorCode): number {
     case 'upstream_unreachable':
       return 502;
     case 'token_endpoint_unreachable':
+    case 'credential_input_unavailable':
       return 503;
     case 'token_endpoint_timeout':
     case 'upstream_timeout':
@@ -65,7 +67,9 @@ export function sendError(res: ServerResponse, err: TokenInjectorError, extra?: 
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
   };
-  if (err.code === 'token_endpoint_unreachable') headers['retry-after'] = RETRY_AFTER_SECONDS;
+  if (err.code === 'token_endpoint_unreachable' || err.code === 'credential_input_unavailable') {
+    headers['retry-after'] = RETRY_AFTER_SECONDS;
+  }
   res.writeHead(status, headers);
   res.end(body);
   return status;

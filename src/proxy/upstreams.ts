@@ -1,38 +1,60 @@
 import { Agent, type Dispatcher, Pool } from 'undici';
 import type { RouteConfig } from '../config/types.js';
-import { trustOptions } from '../tls.js';
+import { FileSet } from '../files/live-file.js';
+import { type ConnectTls, liveTlsOptions } from '../tls.js';
 
 const CONNECT_TIMEOUT_MS = 10_000;
+/** How often a route's client certificate files are checked for rotation. */
+const CERT_CHECK_INTERVAL_MS = 10_000;
+
+interface RoutePool {
+  pool: Pool;
+  readonly origin: string;
+  readonly tls: () => ConnectTls;
+  connect: ConnectTls;
+  nextCheck: number;
+}
 
 /**
- * Connection pools for upstreams: one keep-alive pool per route (its origin and TLS settings are
- * fixed by config), and one agent for passthrough traffic to arbitrary origins.
+ * Connection pools for upstreams: one keep-alive pool per route origin and TLS settings, and one
+ * agent for passthrough traffic to arbitrary origins. A route's client certificate (RFC 8705
+ * §3, certificate-bound tokens) is re-read when it rotates, at most every few seconds so the
+ * per-request path stays a clock comparison.
  */
 export class Upstreams {
-  readonly #byRoute = new Map<string, Dispatcher>();
+  readonly #byRoute = new Map<string, RoutePool>();
   readonly #passthrough: Agent;
+  readonly #files = new FileSet();
+  readonly #retired = new Set<Pool>();
 
   constructor(routes: readonly RouteConfig[]) {
-    const shared = new Map<string, Pool>();
+    const shared = new Map<string, RoutePool>();
     for (const route of routes) {
-      // Routes with the same origin and trust share a pool, so they share warm connections.
-      const key = `${route.upstream.origin}|${route.tls.caFile ?? ''}`;
-      let pool = shared.get(key);
-      if (!pool) {
-        pool = new Pool(route.upstream.origin, {
-          connect: { ...trustOptions(route.tls), timeout: CONNECT_TIMEOUT_MS },
-          keepAliveTimeout: 4_000,
-          pipelining: 1,
-        });
-        shared.set(key, pool);
+      const t = route.tls;
+      // Routes with the same origin and TLS settings share a pool, so they share warm connections.
+      const key = [route.upstream.origin, t.caFile, t.cert?.file, t.key?.file].join('|');
+      let entry = shared.get(key);
+      if (!entry) {
+        const tls = liveTlsOptions(route.tls, this.#files);
+        const connect = tls();
+        entry = {
+          pool: newPool(route.upstream.origin, connect),
+          origin: route.upstream.origin,
+          tls,
+          connect,
+          nextCheck: t.cert ? performance.now() + CERT_CHECK_INTERVAL_MS : Number.POSITIVE_INFINITY,
+        };
+        shared.set(key, entry);
       }
-      this.#byRoute.set(route.name, pool);
+      this.#byRoute.set(route.name, entry);
     }
     this.#passthrough = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, keepAliveTimeout: 4_000 });
   }
 
   forRoute(route: RouteConfig): Dispatcher {
-    return this.#byRoute.get(route.name)!;
+    const entry = this.#byRoute.get(route.name)!;
+    if (performance.now() >= entry.nextCheck) this.#recheck(entry);
+    return entry.pool;
   }
 
   get passthrough(): Dispatcher {
@@ -40,8 +62,40 @@ export class Upstreams {
   }
 
   async close(): Promise<void> {
-    const all = new Set<Dispatcher>([...this.#byRoute.values(), this.#passthrough]);
     // After the drain every client connection is gone, and with it (by abort) every upstream request.
+    const all = new Set<Dispatcher>([
+      ...[...this.#byRoute.values()].map((e) => e.pool),
+      ...this.#retired,
+      this.#passthrough,
+    ]);
     await Promise.all([...all].map((d) => d.close()));
   }
+
+  #recheck(entry: RoutePool): void {
+    entry.nextCheck = performance.now() + CERT_CHECK_INTERVAL_MS;
+    let connect: ConnectTls;
+    try {
+      connect = entry.tls();
+    } catch {
+      return; // unreadable right now: keep the connections we have
+    }
+    if (connect === entry.connect) return;
+    const old = entry.pool;
+    entry.connect = connect;
+    entry.pool = newPool(entry.origin, connect);
+    // In-flight requests on the old pool finish; then it closes.
+    this.#retired.add(old);
+    old.close().then(
+      () => this.#retired.delete(old),
+      () => this.#retired.delete(old),
+    );
+  }
+}
+
+function newPool(origin: string, connect: ConnectTls): Pool {
+  return new Pool(origin, {
+    connect: { ...connect, timeout: CONNECT_TIMEOUT_MS },
+    keepAliveTimeout: 4_000,
+    pipelining: 1,
+  });
 }
