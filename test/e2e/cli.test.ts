@@ -1,7 +1,8 @@
 // The `token-injector` command as users run it: a child process started from the current source
 // (node --import tsx src/cli/main.ts), talking to a real oidc-provider authorization server and a
 // real upstream that verifies the injected JWTs. Exit codes, stdout and stderr are the contract.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { createServer, type Server } from 'node:net';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { request } from 'undici';
@@ -236,36 +237,53 @@ routes:
     expect(res.stderr).toContain(`cannot read ${dir}/nope.yaml (ENOENT)`);
   });
 
-  it('config.example.yaml is valid once the variables it names are set (with a real PEM CA file)', async ({
+  it('config.example.yaml is valid once its variables are set and the files it names exist', async ({
     expect,
   }) => {
-    const env = {
-      ORDERS_CLIENT_SECRET: 'example-orders-secret-1234',
-      BILLING_CLIENT_SECRET: 'example-billing-secret-1234',
-      IDP_CA_FILE: ca.caFile,
-      ORDERS_CA_FILE: ca.caFile,
-    };
-    watchSecret(env.ORDERS_CLIENT_SECRET);
-    watchSecret(env.BILLING_CLIENT_SECRET);
-    const res = await runCli(['validate', '--config', 'config.example.yaml'], { env });
+    const { path, env } = await exampleWithFiles();
+    for (const value of Object.values(env)) watchSecret(value);
+    const res = await runCli(['validate', '--config', path], { env });
     expect(res).toMatchObject({ code: 0, stderr: '' });
-    expect(res.stdout).toBe('config.example.yaml: valid (2 credentials, 2 routes)\n');
+    expect(res.stdout).toMatch(/: valid \(11 credentials, 3 routes\)\n$/);
 
-    // Without them, each missing variable is reported where it is used.
-    const missing = await runCli(['validate', '--config', 'config.example.yaml'], {
-      unsetEnv: Object.keys(env),
-    });
+    // Without the variables, each missing one is reported at the key that uses it.
+    const missing = await runCli(['validate', '--config', path], { unsetEnv: Object.keys(env) });
     expect(missing.code).toBe(1);
-    expect(missing.stderr.split('\n').slice(1, -1).sort()).toEqual(
-      [
-        '  credentials.orders.client_secret: environment variable ORDERS_CLIENT_SECRET is not set',
-        '  credentials.orders.tls.ca_file: environment variable IDP_CA_FILE is not set',
-        '  credentials.billing.client_secret: environment variable BILLING_CLIENT_SECRET is not set',
-        '  routes[0].tls.ca_file: environment variable ORDERS_CA_FILE is not set',
-      ].sort(),
-    );
+    const lines = missing.stderr.split('\n').slice(1, -1);
+    expect(lines).toContain('  credentials.orders.client_secret: environment variable ORDERS_CLIENT_SECRET is not set');
+    expect(lines).toContain('  credentials.legacy.password: environment variable LEGACY_PASSWORD is not set');
+    expect(lines).toHaveLength(Object.keys(env).length);
   });
 });
+
+/**
+ * A copy of config.example.yaml whose absolute file paths point into a temp dir holding real
+ * keys and certificates of the kinds the example names, and every ${env:} variable set.
+ */
+async function exampleWithFiles(): Promise<{ path: string; env: Record<string, string> }> {
+  const text = readFileSync(`${REPO_ROOT}/config.example.yaml`, 'utf8');
+  const { dir: root } = tempDir();
+  const rsa = await ca.issue(['inventory'], { keyType: 'rsa' });
+  const ec = await ca.issue(['partner'], { client: true });
+  const contents = (file: string): string => {
+    if (file.includes('inventory-key')) return rsa.key;
+    if (file.includes('inventory-cert')) return rsa.cert;
+    if (file.endsWith('ca.pem')) return ca.caPem;
+    if (file.endsWith('key.pem')) return ec.key;
+    if (file.endsWith('cert.pem')) return ec.cert;
+    return 'example-assertion-or-token';
+  };
+  const copy = text.replace(/(?<=[\s:])\/(etc|var)\/[\w./-]+/g, (file) => {
+    const local = `${root}${file}`;
+    mkdirSync(dirname(local), { recursive: true });
+    writeFileSync(local, contents(file));
+    return local;
+  });
+  const env: Record<string, string> = {};
+  // Variables used in values (not the `${env:NAME}` of the explanatory comments).
+  for (const m of text.matchAll(/^[^#\n]*\$\{env:([A-Z0-9_]+)\}/gm)) env[m[1]!] = `example-${m[1]!.toLowerCase()}-1234`;
+  return { path: writeConfig(root, 'config.example.yaml', copy), env };
+}
 
 describe('token NAME', () => {
   it('prints exactly one line: a JWT the auth server issued, verifiable against its JWKS', async () => {

@@ -20,7 +20,7 @@ export async function startStack(options: { accessTokenTtlSeconds?: number } = {
     auth,
     upstream,
     close: async () => {
-      for (const token of auth.issuedTokens) watchSecret(token);
+      for (const token of [...auth.issuedTokens, ...auth.issuedRefreshTokens]) watchSecret(token);
       await upstream.close();
       await auth.close();
     },

@@ -7,18 +7,32 @@
  * - `/hang`: never answers; {@link Upstream.nextAbort} resolves when the client gives up.
  * - `/download?bytes=N[&length=1]`: streams N bytes of {@link patternBytes}, chunked unless `length=1`.
  * - anything else: a JSON echo of what arrived.
+ *
+ * With `tls.clientCa` it is an mTLS resource server: the TLS handshake requires a client certificate from
+ * that CA, and a certificate-bound token (RFC 8705 §3, `cnf.x5t#S256`) is only valid on a connection
+ * presenting that very certificate. A bound token is checked this way on any TLS upstream.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
+import { subjectDn } from './test-ca.js';
 
 export interface UpstreamOptions {
   issuer: string;
   jwksUri: string;
   audience: string;
-  tls?: { cert: string; key: string };
+  tls?: {
+    cert: string;
+    key: string;
+    /**
+     * CA certificate(s) (PEM) for client certificates. When set, the handshake requires a client
+     * certificate they issued (requestCert + rejectUnauthorized): connections without one never get here.
+     */
+    clientCa?: string | string[];
+  };
   /** When false, requests without a valid token are served too (still recorded with tokenValid: false). */
   requireToken?: boolean;
 }
@@ -30,7 +44,13 @@ export interface ReceivedRequest {
   headers: http.IncomingHttpHeaders;
   rawHeaders: string[];
   tokenValid: boolean;
+  /** Why the token was refused: 'missing', the jose error message, or the certificate binding mismatch. */
+  tokenError?: string;
   claims?: JWTPayload;
+  /** The RFC 4514 subject of the TLS client certificate, when the connection presented one. */
+  clientCertSubject?: string;
+  /** Its SHA-256 thumbprint, base64url: what a bound token's `cnf.x5t#S256` must equal. */
+  clientCertThumbprint?: string;
   bodyBytes: number;
   bodySha256: string;
 }
@@ -78,6 +98,10 @@ export function patternSha256(bytes: number): string {
     hash.update(patternBytes(offset, Math.min(CHUNK_SIZE, bytes - offset)));
   }
   return hash.digest('hex');
+}
+
+function thumbprint(cert: X509Certificate): string {
+  return createHash('sha256').update(cert.raw).digest('base64url');
 }
 
 function bearerToken(header: string | undefined): string | undefined {
@@ -134,18 +158,27 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
     else unclaimedAborts++;
   };
 
-  async function verify(req: http.IncomingMessage): Promise<JWTPayload | undefined> {
+  async function verify(
+    req: http.IncomingMessage,
+    cert: X509Certificate | undefined,
+  ): Promise<{ claims: JWTPayload } | { error: string }> {
     const token = bearerToken(req.headers.authorization);
-    if (!token) return undefined;
+    if (!token) return { error: 'missing' };
+    let claims: JWTPayload;
     try {
-      const { payload } = await jwtVerify(token, jwks, {
+      ({ payload: claims } = await jwtVerify(token, jwks, {
         issuer: options.issuer,
         audience: options.audience,
-      });
-      return payload;
-    } catch {
-      return undefined;
+      }));
+    } catch (err) {
+      return { error: err instanceof Error ? err.message : String(err) };
     }
+    // RFC 8705 §3.1: a bound token is only good on a connection with the certificate it was bound to.
+    const bound = (claims['cnf'] as Record<string, unknown> | undefined)?.['x5t#S256'];
+    if (bound !== undefined && bound !== (cert ? thumbprint(cert) : undefined)) {
+      return { error: 'certificate-bound token without the matching client certificate' };
+    }
+    return { claims };
   }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -158,14 +191,18 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
       });
     }
 
-    const [claims, body] = await Promise.all([verify(req), consumeBody(req)]);
+    const cert = req.socket instanceof TLSSocket ? req.socket.getPeerX509Certificate() : undefined;
+    const [verdict, body] = await Promise.all([verify(req, cert), consumeBody(req)]);
+    const claims = 'claims' in verdict ? verdict.claims : undefined;
     const record: ReceivedRequest = {
       method: req.method ?? '',
       path,
       headers: req.headers,
       rawHeaders: req.rawHeaders,
       tokenValid: claims !== undefined,
+      ...('error' in verdict ? { tokenError: verdict.error } : {}),
       ...(claims ? { claims } : {}),
+      ...(cert ? { clientCertSubject: subjectDn(cert), clientCertThumbprint: thumbprint(cert) } : {}),
       ...body,
     };
     requests.push(record);
@@ -206,8 +243,18 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
   const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
     handle(req, res).catch(() => res.destroy());
   };
-  const server: http.Server | https.Server = options.tls
-    ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, listener)
+  const tls = options.tls;
+  const server: http.Server | https.Server = tls
+    ? https.createServer(
+        {
+          cert: tls.cert,
+          key: tls.key,
+          ...(tls.clientCa !== undefined
+            ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true }
+            : {}),
+        },
+        listener,
+      )
     : http.createServer(listener);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
