@@ -19,6 +19,8 @@ export class LiveFile {
 
   read(): string {
     const now = signature(this.path);
+    // Briefly missing during a rotation: keep the last content until the new file is there.
+    if (now === MISSING) return this.#content;
     if (now !== this.#signature) {
       this.#content = readFileSync(this.path, 'utf8');
       this.#signature = now;
@@ -35,13 +37,14 @@ export class LiveFile {
   }
 }
 
+const MISSING = 'missing';
+
 function signature(path: string): string {
   try {
     const s = statSync(path);
     return `${s.ino}:${s.size}:${s.mtimeMs}`;
   } catch {
-    // A file briefly missing during a rotation keeps its last content until it is back.
-    return 'missing';
+    return MISSING;
   }
 }
 

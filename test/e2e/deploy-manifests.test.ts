@@ -1,14 +1,21 @@
 // The Dockerfile, the Kubernetes manifests and the config they carry are only ever checked when
-// someone deploys them; these tests make them agree with each other (ports, paths, secret keys)
-// and with the config loader, so a rename in one place cannot silently break the example.
+// someone deploys them; these tests make them agree with each other (ports, paths, secret keys,
+// projected tokens) and with the config loader, so a rename in one place cannot silently break
+// an example. Each directory of deploy/kubernetes that holds YAML is one example, checked alone.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parseDocument } from 'yaml';
+import type { ConfigSources } from '../../src/config/load.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const manifestDir = path.join(root, 'deploy', 'kubernetes');
+const kubernetesDir = path.join(root, 'deploy', 'kubernetes');
+/** The client-secret example (deploy/kubernetes/) and the secretless one. */
+const SECRET_EXAMPLE = '.';
+const WORKLOAD_IDENTITY_EXAMPLE = 'workload-identity';
+/** The audience Microsoft Entra ID requires in tokens of federated identity credentials. */
+const ENTRA_FEDERATION_AUDIENCE = 'api://AzureADTokenExchange';
 
 interface Probe {
   httpGet?: { path?: string; port?: number | string; host?: string };
@@ -44,12 +51,24 @@ interface KeyToPath {
   key: string;
   path: string;
 }
+interface ServiceAccountTokenProjection {
+  audience?: string;
+  expirationSeconds?: number;
+  path: string;
+}
+interface ProjectedSource {
+  serviceAccountToken?: ServiceAccountTokenProjection;
+  secret?: { name: string; items?: KeyToPath[] };
+  configMap?: { name: string; items?: KeyToPath[] };
+}
 interface Volume {
   name: string;
   configMap?: { name: string; items?: KeyToPath[] };
   secret?: { secretName: string; items?: KeyToPath[] };
+  projected?: { sources: ProjectedSource[] };
 }
 interface PodSpec {
+  serviceAccountName?: string;
   initContainers?: Container[];
   containers: Container[];
   volumes?: Volume[];
@@ -58,16 +77,35 @@ interface PodSpec {
 interface Manifest {
   apiVersion: string;
   kind: string;
-  metadata: { name: string };
+  metadata: { name: string; annotations?: Record<string, string> };
   data?: Record<string, string>;
   stringData?: Record<string, string>;
   spec?: PodSpec & { template?: { spec: PodSpec } };
 }
+/** The parts of a token-injector config these tests look at. */
+interface SidecarConfig {
+  listen?: string;
+  admin?: { listen?: string };
+  credentials?: Record<string, Record<string, unknown>>;
+}
 
-function loadManifests(): { file: string; manifest: Manifest }[] {
+/** Directories under deploy/kubernetes (relative, "." for itself) that hold YAML files. */
+function yamlDirectories(dir = kubernetesDir): string[] {
+  const entries = readdirSync(dir, { withFileTypes: true });
+  const here = entries.some((e) => e.isFile() && /\.ya?ml$/.test(e.name))
+    ? [path.relative(kubernetesDir, dir) || '.']
+    : [];
+  return [
+    ...here,
+    ...entries.filter((e) => e.isDirectory()).flatMap((e) => yamlDirectories(path.join(dir, e.name))),
+  ];
+}
+
+/** The manifests of one example: the YAML files directly in `dir`, not in its subdirectories. */
+function loadManifests(dir: string): { file: string; manifest: Manifest }[] {
   const out: { file: string; manifest: Manifest }[] = [];
-  for (const file of readdirSync(manifestDir).filter((f) => /\.ya?ml$/.test(f))) {
-    for (const doc of parseAllDocuments(readFileSync(path.join(manifestDir, file), 'utf8'))) {
+  for (const file of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f))) {
+    for (const doc of parseAllDocuments(readFileSync(path.join(dir, file), 'utf8'))) {
       if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`);
       const manifest = doc.toJS() as Manifest | null;
       if (manifest) out.push({ file, manifest });
@@ -161,191 +199,374 @@ function projectedFiles(
   return files;
 }
 
-const manifests = loadManifests();
-const ofKind = (kind: string) => manifests.filter((m) => m.manifest.kind === kind).map((m) => m.manifest);
-
-const workload = only(
-  manifests.filter((m) => m.manifest.kind === 'Pod' || m.manifest.spec?.template?.spec !== undefined),
-  'Pod or workload with a pod template',
-).manifest;
-const podSpec = (workload.kind === 'Pod' ? workload.spec : workload.spec?.template?.spec) as PodSpec;
-const initContainers = podSpec.initContainers ?? [];
-const sidecar = only(
-  [...initContainers, ...podSpec.containers].filter(
-    (c) => c.name === 'token-injector' || /token-injector/.test(c.image ?? ''),
-  ),
-  'token-injector container',
-);
-const appContainers = podSpec.containers.filter((c) => c !== sidecar);
-const volumes = new Map((podSpec.volumes ?? []).map((v) => [v.name, v]));
-const secrets = ofKind('Secret');
-const configMaps = ofKind('ConfigMap');
-
-const dockerfileText = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
-const stages = parseDockerfile(dockerfileText);
-const finalStage = stages.at(-1)!;
-const dockerCmd = jsonForm(finalStage, 'CMD');
-
-const sidecarArgs = sidecar.args ?? dockerCmd;
-const configPath = configArgument(sidecarArgs);
-
-/** Where the sidecar sees each ConfigMap key, and which ConfigMap it comes from. */
-const configFiles = new Map<string, { configMap: Manifest; key: string }>();
-for (const mount of sidecar.volumeMounts ?? []) {
-  const source = volumes.get(mount.name)?.configMap;
-  if (!source) continue;
-  const configMap = configMaps.find((c) => c.metadata.name === source.name);
-  if (!configMap) continue;
-  for (const [file, key] of projectedFiles(mount, Object.keys(configMap.data ?? {}), source.items)) {
-    configFiles.set(file, { configMap, key });
-  }
-}
-const configSource = configPath === undefined ? undefined : configFiles.get(configPath);
-const configText = configSource?.configMap.data?.[configSource.key] ?? '';
-const configDoc = parseDocument(configText);
-const config = (configDoc.toJS() ?? {}) as {
-  listen?: string;
-  admin?: { listen?: string };
-};
-
-/** Resolves a `${file:...}` path to the Secret key that backs it, through the sidecar's mounts. */
-function secretBacking(
-  file: string,
-): { mount: VolumeMount; secret: Manifest | undefined; key: string } | undefined {
-  for (const mount of sidecar.volumeMounts ?? []) {
-    const source = volumes.get(mount.name)?.secret;
-    if (!source) continue;
-    const secret = secrets.find((s) => s.metadata.name === source.secretName);
-    const keys = [...Object.keys(secret?.stringData ?? {}), ...Object.keys(secret?.data ?? {})];
-    const key = projectedFiles(mount, keys, source.items).get(file);
-    if (key !== undefined) return { mount, secret, key };
-    // A path under the mount whose key is missing is reported by the caller, not skipped.
-    if (mount.subPath === undefined && file.startsWith(`${mount.mountPath.replace(/\/$/, '')}/`)) {
-      return { mount, secret, key: path.posix.relative(mount.mountPath, file) };
-    }
-  }
-  return undefined;
-}
-
-// Same grammar as the loader's interpolation: `$${` is an escaped literal, not a reference.
-const references = [...configText.matchAll(/\$\$\{|\$\{([a-z]+):([^}]*)\}/g)].filter(
-  (m) => m[1] !== undefined,
-);
-const fileReferences = references.filter((m) => m[1] === 'file').map((m) => m[2]!);
-const envReferences = references.filter((m) => m[1] === 'env').map((m) => m[2]!);
-
 function resolvePort(container: Container, port: number | string | undefined): number | undefined {
   if (typeof port === 'number') return port;
   if (typeof port === 'string' && /^\d+$/.test(port)) return Number(port);
   return container.ports?.find((p) => p.name === port)?.containerPort;
 }
 
-describe('deploy/kubernetes manifests', () => {
-  it('has one ConfigMap, one Secret and the workload, all with a kind and a name', () => {
-    expect(configMaps.length).toBeGreaterThanOrEqual(1);
-    expect(secrets.length).toBeGreaterThanOrEqual(1);
-    for (const { file, manifest } of manifests) {
-      expect(manifest.apiVersion, file).toEqual(expect.any(String));
-      expect(manifest.metadata?.name, file).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
-    }
-  });
+const dockerfileText = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
+const stages = parseDockerfile(dockerfileText);
+const finalStage = stages.at(-1)!;
+const dockerCmd = jsonForm(finalStage, 'CMD');
 
-  it('runs token-injector as a native sidecar with the image entrypoint', () => {
-    expect(initContainers).toContain(sidecar);
-    expect(sidecar.restartPolicy).toBe('Always');
-    // A `command` would replace the image's ENTRYPOINT and bypass `node /app/dist/cli/main.js`.
-    expect(sidecar.command).toBeUndefined();
-    expect(sidecarArgs[0]).toBe('run');
-  });
+/** Where a file the sidecar reads comes from: a Secret key or a projected service-account token. */
+type Backing =
+  | { kind: 'secret'; mount: VolumeMount; secret: Manifest | undefined; key: string }
+  | { kind: 'serviceAccountToken'; mount: VolumeMount; volume: Volume; token: ServiceAccountTokenProjection };
 
-  it('mounts the ConfigMap config exactly where --config points, and agrees with the image default', () => {
-    expect(configPath).toBeDefined();
-    expect([...configFiles.keys()]).toContain(configPath);
-    expect(configArgument(dockerCmd)).toBe(configPath);
-    const mount = sidecar.volumeMounts?.find((m) => volumes.get(m.name)?.configMap);
-    expect(mount?.readOnly).toBe(true);
-  });
+/** One example directory, resolved: its workload, the sidecar, its mounts and its config. */
+class Example {
+  readonly manifests: { file: string; manifest: Manifest }[];
+  readonly workload: Manifest;
+  readonly podSpec: PodSpec;
+  readonly initContainers: Container[];
+  readonly sidecar: Container;
+  readonly appContainers: Container[];
+  readonly volumes: Map<string, Volume>;
+  readonly sidecarArgs: string[];
+  readonly configPath: string | undefined;
+  /** Where the sidecar sees each ConfigMap key, and which ConfigMap it comes from. */
+  readonly configFiles = new Map<string, { configMap: Manifest; key: string }>();
+  readonly configText: string;
+  readonly configDoc: ReturnType<typeof parseDocument>;
+  readonly config: SidecarConfig;
+  readonly fileReferences: string[];
+  readonly envReferences: string[];
 
-  it('carries a config that parses as YAML', () => {
-    expect(configDoc.errors.map((e) => e.message)).toEqual([]);
-    expect(config.listen).toEqual(expect.any(String));
-    expect(config.admin?.listen).toEqual(expect.any(String));
-  });
-
-  it('probes the admin port on /healthz and /readyz, and declares it', () => {
-    const admin = parseListen(config.admin?.listen);
-    // Probes connect to the pod IP, so a loopback-only admin listener would fail them all.
-    expect(isLoopback(admin.host)).toBe(false);
-    expect(sidecar.ports?.map((p) => p.containerPort)).toContain(admin.port);
-
-    expect(sidecar.livenessProbe?.httpGet?.path).toBe('/healthz');
-    expect(sidecar.readinessProbe?.httpGet?.path).toBe('/readyz');
-    expect(['/healthz', '/readyz']).toContain(sidecar.startupProbe?.httpGet?.path);
-    for (const probe of [sidecar.livenessProbe, sidecar.readinessProbe, sidecar.startupProbe]) {
-      expect(resolvePort(sidecar, probe?.httpGet?.port)).toBe(admin.port);
-      expect(probe?.httpGet?.host).toBeUndefined();
-    }
-  });
-
-  it('points the app at the proxy port on loopback', () => {
-    const proxy = parseListen(config.listen);
-    // Loopback keeps the token-bearing proxy reachable from inside the pod only.
-    expect(isLoopback(proxy.host)).toBe(true);
-    expect(appContainers.length).toBeGreaterThanOrEqual(1);
-    for (const app of appContainers) {
-      const proxyVars = (app.env ?? []).filter((e) => e.name.toUpperCase() === 'HTTP_PROXY');
-      expect(proxyVars.length, app.name).toBeGreaterThanOrEqual(1);
-      for (const variable of proxyVars) {
-        const url = new URL(variable.value ?? '');
-        expect(url.protocol).toBe('http:');
-        expect(isLoopback(url.hostname.replace(/^\[|\]$/g, ''))).toBe(true);
-        expect(Number(url.port)).toBe(proxy.port);
+  constructor(readonly dir: string) {
+    this.manifests = loadManifests(path.join(kubernetesDir, dir));
+    this.workload = only(
+      this.manifests.filter(
+        (m) => m.manifest.kind === 'Pod' || m.manifest.spec?.template?.spec !== undefined,
+      ),
+      `Pod or workload with a pod template in ${dir}`,
+    ).manifest;
+    this.podSpec = (
+      this.workload.kind === 'Pod' ? this.workload.spec : this.workload.spec?.template?.spec
+    ) as PodSpec;
+    this.initContainers = this.podSpec.initContainers ?? [];
+    this.sidecar = only(
+      [...this.initContainers, ...this.podSpec.containers].filter(
+        (c) => c.name === 'token-injector' || /token-injector/.test(c.image ?? ''),
+      ),
+      `token-injector container in ${dir}`,
+    );
+    this.appContainers = this.podSpec.containers.filter((c) => c !== this.sidecar);
+    this.volumes = new Map((this.podSpec.volumes ?? []).map((v) => [v.name, v]));
+    this.sidecarArgs = this.sidecar.args ?? dockerCmd;
+    this.configPath = configArgument(this.sidecarArgs);
+    for (const mount of this.sidecar.volumeMounts ?? []) {
+      const source = this.volumes.get(mount.name)?.configMap;
+      if (!source) continue;
+      const configMap = this.ofKind('ConfigMap').find((c) => c.metadata.name === source.name);
+      if (!configMap) continue;
+      for (const [file, key] of projectedFiles(mount, Object.keys(configMap.data ?? {}), source.items)) {
+        this.configFiles.set(file, { configMap, key });
       }
-      const noProxy = (app.env ?? []).filter((e) => e.name.toUpperCase() === 'NO_PROXY');
-      expect(noProxy.length, app.name).toBeGreaterThanOrEqual(1);
-      for (const variable of noProxy) expect(variable.value).toMatch(/localhost|127\.0\.0\.1/);
     }
+    const configSource = this.configPath === undefined ? undefined : this.configFiles.get(this.configPath);
+    this.configText = configSource?.configMap.data?.[configSource.key] ?? '';
+    this.configDoc = parseDocument(this.configText);
+    this.config = (this.configDoc.toJS() ?? {}) as SidecarConfig;
+    // Same grammar as the loader's interpolation: `$${` is an escaped literal, not a reference.
+    const references = [...this.configText.matchAll(/\$\$\{|\$\{([a-z]+):([^}]*)\}/g)].filter(
+      (m) => m[1] !== undefined,
+    );
+    this.fileReferences = references.filter((m) => m[1] === 'file').map((m) => m[2]!);
+    this.envReferences = references.filter((m) => m[1] === 'env').map((m) => m[2]!);
+  }
+
+  ofKind(kind: string): Manifest[] {
+    return this.manifests.filter((m) => m.manifest.kind === kind).map((m) => m.manifest);
+  }
+
+  get allContainers(): Container[] {
+    return [...this.initContainers, ...this.podSpec.containers];
+  }
+
+  /** Volumes that carry credentials: Secrets, and projected Secrets or service-account tokens. */
+  get credentialVolumes(): string[] {
+    return [...this.volumes.values()]
+      .filter((v) => v.secret || v.projected?.sources.some((s) => s.secret || s.serviceAccountToken))
+      .map((v) => v.name);
+  }
+
+  /** The Secret key or projected token that backs a file the sidecar reads, through its mounts. */
+  backing(file: string): Backing | undefined {
+    for (const mount of this.sidecar.volumeMounts ?? []) {
+      const volume = this.volumes.get(mount.name);
+      for (const token of (volume?.projected?.sources ?? []).flatMap((s) => s.serviceAccountToken ?? [])) {
+        const at =
+          mount.subPath === undefined
+            ? path.posix.join(mount.mountPath, token.path)
+            : mount.subPath === token.path
+              ? mount.mountPath
+              : undefined;
+        if (at === file) return { kind: 'serviceAccountToken', mount, volume: volume!, token };
+      }
+      const source = volume?.secret;
+      if (!source) continue;
+      const secret = this.ofKind('Secret').find((s) => s.metadata.name === source.secretName);
+      const keys = secretKeys(secret);
+      const key = projectedFiles(mount, keys, source.items).get(file);
+      if (key !== undefined) return { kind: 'secret', mount, secret, key };
+      // A path under the mount whose key is missing is reported by the caller, not skipped.
+      if (mount.subPath === undefined && file.startsWith(`${mount.mountPath.replace(/\/$/, '')}/`)) {
+        return { kind: 'secret', mount, secret, key: path.posix.relative(mount.mountPath, file) };
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * What the config loader sees in the pod: the sidecar's env, and the files its mounts provide
+   * (a dummy secret for a present Secret key, a dummy JWT for a projected token). `read` lists
+   * every file the loader asked for.
+   */
+  loaderSources(): ConfigSources & { read: string[] } {
+    const read: string[] = [];
+    const env = Object.fromEntries(
+      (this.sidecar.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]),
+    );
+    return {
+      env,
+      baseDir: path.posix.dirname(this.configPath ?? '/'),
+      read,
+      readFile: (file: string) => {
+        read.push(file);
+        const backing = this.backing(file);
+        if (backing?.kind === 'serviceAccountToken') return DUMMY_SERVICE_ACCOUNT_TOKEN;
+        if (backing?.kind === 'secret' && secretKeys(backing.secret).includes(backing.key)) {
+          return 'dummy-client-secret';
+        }
+        throw Object.assign(new Error(`ENOENT: no such file or directory, open '${file}'`), {
+          code: 'ENOENT',
+        });
+      },
+    };
+  }
+}
+
+function secretKeys(secret: Manifest | undefined): string[] {
+  return [...Object.keys(secret?.stringData ?? {}), ...Object.keys(secret?.data ?? {})];
+}
+
+/** Shaped like the kubelet's file: a compact JWS (never verified by the loader), and a newline. */
+const DUMMY_SERVICE_ACCOUNT_TOKEN = `${[
+  { alg: 'RS256', kid: 'cluster-key' },
+  { iss: 'https://oidc.example.com', sub: 'system:serviceaccount:default:orders-client-wi', aud: ['x'] },
+]
+  .map((part) => Buffer.from(JSON.stringify(part)).toString('base64url'))
+  .join('.')}.c2lnbmF0dXJl\n`;
+
+const examples = [SECRET_EXAMPLE, WORKLOAD_IDENTITY_EXAMPLE].map((dir) => new Example(dir));
+const secretExample = examples[0]!;
+const workloadIdentity = examples[1]!;
+
+describe('deploy/kubernetes', () => {
+  it('holds no YAML outside the examples these tests check', () => {
+    expect(yamlDirectories().sort()).toEqual(examples.map((e) => e.dir).sort());
+  });
+});
+
+for (const example of examples) {
+  const { podSpec, sidecar, initContainers, appContainers, volumes, config } = example;
+
+  describe(`deploy/kubernetes/${example.dir === '.' ? '' : `${example.dir}/`} manifests`, () => {
+    it('has a ConfigMap and the workload, all with a kind and a name', () => {
+      expect(example.ofKind('ConfigMap').length).toBeGreaterThanOrEqual(1);
+      for (const { file, manifest } of example.manifests) {
+        expect(manifest.apiVersion, file).toEqual(expect.any(String));
+        expect(manifest.metadata?.name, file).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+      }
+    });
+
+    it('runs token-injector as a native sidecar with the image entrypoint', () => {
+      expect(initContainers).toContain(sidecar);
+      expect(sidecar.restartPolicy).toBe('Always');
+      // A `command` would replace the image's ENTRYPOINT and bypass `node /app/dist/cli/main.js`.
+      expect(sidecar.command).toBeUndefined();
+      expect(example.sidecarArgs[0]).toBe('run');
+    });
+
+    it('mounts the ConfigMap config exactly where --config points, and agrees with the image default', () => {
+      expect(example.configPath).toBeDefined();
+      expect([...example.configFiles.keys()]).toContain(example.configPath);
+      expect(configArgument(dockerCmd)).toBe(example.configPath);
+      const mount = sidecar.volumeMounts?.find((m) => volumes.get(m.name)?.configMap);
+      expect(mount?.readOnly).toBe(true);
+    });
+
+    it('carries a config that parses as YAML', () => {
+      expect(example.configDoc.errors.map((e) => e.message)).toEqual([]);
+      expect(config.listen).toEqual(expect.any(String));
+      expect(config.admin?.listen).toEqual(expect.any(String));
+    });
+
+    it('probes the admin port on /healthz and /readyz, and declares it', () => {
+      const admin = parseListen(config.admin?.listen);
+      // Probes connect to the pod IP, so a loopback-only admin listener would fail them all.
+      expect(isLoopback(admin.host)).toBe(false);
+      expect(sidecar.ports?.map((p) => p.containerPort)).toContain(admin.port);
+
+      expect(sidecar.livenessProbe?.httpGet?.path).toBe('/healthz');
+      expect(sidecar.readinessProbe?.httpGet?.path).toBe('/readyz');
+      expect(['/healthz', '/readyz']).toContain(sidecar.startupProbe?.httpGet?.path);
+      for (const probe of [sidecar.livenessProbe, sidecar.readinessProbe, sidecar.startupProbe]) {
+        expect(resolvePort(sidecar, probe?.httpGet?.port)).toBe(admin.port);
+        expect(probe?.httpGet?.host).toBeUndefined();
+      }
+    });
+
+    it('points the app at the proxy port on loopback', () => {
+      const proxy = parseListen(config.listen);
+      // Loopback keeps the token-bearing proxy reachable from inside the pod only.
+      expect(isLoopback(proxy.host)).toBe(true);
+      expect(appContainers.length).toBeGreaterThanOrEqual(1);
+      for (const app of appContainers) {
+        const proxyVars = (app.env ?? []).filter((e) => e.name.toUpperCase() === 'HTTP_PROXY');
+        expect(proxyVars.length, app.name).toBeGreaterThanOrEqual(1);
+        for (const variable of proxyVars) {
+          const url = new URL(variable.value ?? '');
+          expect(url.protocol).toBe('http:');
+          expect(isLoopback(url.hostname.replace(/^\[|\]$/g, ''))).toBe(true);
+          expect(Number(url.port)).toBe(proxy.port);
+        }
+        const noProxy = (app.env ?? []).filter((e) => e.name.toUpperCase() === 'NO_PROXY');
+        expect(noProxy.length, app.name).toBeGreaterThanOrEqual(1);
+        for (const variable of noProxy) expect(variable.value).toMatch(/localhost|127\.0\.0\.1/);
+      }
+    });
+
+    it('backs every env reference with an env var of the sidecar', () => {
+      const names = (sidecar.env ?? []).map((e) => e.name);
+      for (const name of example.envReferences) expect(names, name).toContain(name);
+    });
+
+    it('keeps secrets and projected tokens out of the app containers', () => {
+      const credentialVolumes = example.credentialVolumes;
+      expect(credentialVolumes.length).toBeGreaterThanOrEqual(1);
+      for (const app of appContainers) {
+        for (const mount of app.volumeMounts ?? []) expect(credentialVolumes).not.toContain(mount.name);
+      }
+    });
+
+    it('runs every container as non-root, read-only, without privilege escalation or capabilities', () => {
+      for (const container of example.allContainers) {
+        const context = container.securityContext ?? {};
+        const nonRoot = context.runAsNonRoot ?? podSpec.securityContext?.runAsNonRoot;
+        expect(nonRoot, container.name).toBe(true);
+        const uid = context.runAsUser ?? podSpec.securityContext?.runAsUser;
+        if (uid !== undefined) expect(uid, container.name).toBeGreaterThan(0);
+        expect(context.readOnlyRootFilesystem, container.name).toBe(true);
+        expect(context.allowPrivilegeEscalation, container.name).toBe(false);
+        expect(context.capabilities?.drop, container.name).toContain('ALL');
+      }
+    });
+
+    it('carries a config the project loader accepts when the mounted files are present', async () => {
+      const { validateConfigText } = await import('../../src/config/load.js');
+      expect(validateConfigText(example.configText, example.loaderSources())).toEqual([]);
+    });
+  });
+}
+
+describe('deploy/kubernetes/ (client secret from a Secret)', () => {
+  const { sidecar } = secretExample;
+
+  it('has a Secret', () => {
+    expect(secretExample.ofKind('Secret').length).toBeGreaterThanOrEqual(1);
   });
 
   it('backs every file reference with a key of a Secret mounted read-only into the sidecar', () => {
-    expect(fileReferences.length).toBeGreaterThanOrEqual(1);
-    for (const file of fileReferences) {
-      const backing = secretBacking(file);
-      expect(backing, file).toBeDefined();
-      expect(backing?.mount.readOnly, file).toBe(true);
-      expect(backing?.secret, `Secret for ${file}`).toBeDefined();
-      const keys = [
-        ...Object.keys(backing?.secret?.stringData ?? {}),
-        ...Object.keys(backing?.secret?.data ?? {}),
-      ];
-      expect(keys, file).toContain(backing?.key);
-      expect(path.posix.basename(file)).toBe(path.posix.basename(backing?.key ?? ''));
+    expect(secretExample.fileReferences.length).toBeGreaterThanOrEqual(1);
+    for (const file of secretExample.fileReferences) {
+      const backing = secretExample.backing(file);
+      expect(backing?.kind, file).toBe('secret');
+      if (backing?.kind !== 'secret') continue;
+      expect(backing.mount.readOnly, file).toBe(true);
+      expect(backing.secret, `Secret for ${file}`).toBeDefined();
+      expect(secretKeys(backing.secret), file).toContain(backing.key);
+      expect(path.posix.basename(file)).toBe(path.posix.basename(backing.key));
+    }
+    expect(sidecar.volumeMounts?.some((m) => secretExample.volumes.get(m.name)?.secret)).toBe(true);
+  });
+});
+
+describe('deploy/kubernetes/workload-identity/ (Entra ID, no secret)', () => {
+  const { sidecar, volumes, podSpec, config } = workloadIdentity;
+  const credentials = Object.entries(config.credentials ?? {});
+  const assertionFiles = credentials
+    .map(([, c]) => c['client_assertion_file'])
+    .filter((f): f is string => typeof f === 'string');
+  const tokenVolumes = [...volumes.values()].filter((v) =>
+    v.projected?.sources.some((s) => s.serviceAccountToken),
+  );
+
+  it('authenticates with private_key_jwt and a client assertion file, never a client secret', () => {
+    expect(credentials.length).toBeGreaterThanOrEqual(1);
+    for (const [name, credential] of credentials) {
+      expect(credential['auth_method'], name).toBe('private_key_jwt');
+      expect(credential['client_assertion_file'], name).toEqual(expect.any(String));
+      expect(credential['client_secret'], name).toBeUndefined();
+      expect(credential['private_key_file'], name).toBeUndefined();
+    }
+    expect(workloadIdentity.fileReferences).toEqual([]);
+  });
+
+  it('reads the client assertion from the projected service-account token, under its mountPath', () => {
+    expect(tokenVolumes.length).toBeGreaterThanOrEqual(1);
+    for (const file of assertionFiles) {
+      const backing = workloadIdentity.backing(file);
+      expect(backing?.kind, file).toBe('serviceAccountToken');
+      if (backing?.kind !== 'serviceAccountToken') continue;
+      expect(path.posix.dirname(file)).toBe(
+        path.posix.join(backing.mount.mountPath, path.posix.dirname(backing.token.path)),
+      );
+      expect(path.posix.basename(file)).toBe(path.posix.basename(backing.token.path));
+      expect(backing.mount.subPath).toBeUndefined();
+      expect(backing.mount.readOnly, file).toBe(true);
     }
   });
 
-  it('backs every env reference with an env var of the sidecar', () => {
-    const names = (sidecar.env ?? []).map((e) => e.name);
-    for (const name of envReferences) expect(names, name).toContain(name);
-  });
-
-  it('keeps the client secret out of the app containers', () => {
-    const secretVolumes = [...volumes.values()].filter((v) => v.secret).map((v) => v.name);
-    for (const app of appContainers) {
-      for (const mount of app.volumeMounts ?? []) expect(secretVolumes).not.toContain(mount.name);
+  it('projects the token for the Entra ID federation audience, with a lifetime the kubelet accepts', () => {
+    for (const volume of tokenVolumes) {
+      for (const source of volume.projected!.sources) {
+        const token = source.serviceAccountToken;
+        if (!token) continue;
+        expect(token.audience, volume.name).toBe(ENTRA_FEDERATION_AUDIENCE);
+        // The API server refuses less than 10 minutes; a day is a sanity bound, not a limit.
+        expect(token.expirationSeconds, volume.name).toBeGreaterThanOrEqual(600);
+        expect(token.expirationSeconds, volume.name).toBeLessThanOrEqual(86_400);
+      }
     }
   });
 
-  it('runs every container as non-root, read-only, without privilege escalation or capabilities', () => {
-    for (const container of [...initContainers, ...podSpec.containers]) {
-      const context = container.securityContext ?? {};
-      const nonRoot = context.runAsNonRoot ?? podSpec.securityContext?.runAsNonRoot;
-      expect(nonRoot, container.name).toBe(true);
-      const uid = context.runAsUser ?? podSpec.securityContext?.runAsUser;
-      if (uid !== undefined) expect(uid, container.name).toBeGreaterThan(0);
-      expect(context.readOnlyRootFilesystem, container.name).toBe(true);
-      expect(context.allowPrivilegeEscalation, container.name).toBe(false);
-      expect(context.capabilities?.drop, container.name).toContain('ALL');
+  it('mounts no Secret and ships no Secret', () => {
+    expect(workloadIdentity.ofKind('Secret')).toEqual([]);
+    for (const volume of volumes.values()) {
+      expect(volume.secret, volume.name).toBeUndefined();
+      expect(volume.projected?.sources.filter((s) => s.secret) ?? [], volume.name).toEqual([]);
     }
+  });
+
+  it('runs as the ServiceAccount it defines, whose client-id annotation is the config client_id', () => {
+    const account = only(workloadIdentity.ofKind('ServiceAccount'), 'ServiceAccount');
+    expect(podSpec.serviceAccountName).toBe(account.metadata.name);
+    const env = Object.fromEntries((sidecar.env ?? []).map((e) => [e.name, e.value]));
+    const clientIds = credentials.map(([, c]) =>
+      String(c['client_id']).replace(/\$\{env:([^}]+)\}/g, (_, name: string) => env[name] ?? ''),
+    );
+    for (const id of clientIds)
+      expect(id).toBe(account.metadata.annotations?.['azure.workload.identity/client-id']);
+  });
+
+  it('validates with the project loader, which reads the projected token at load time', async () => {
+    const { validateConfigText } = await import('../../src/config/load.js');
+    const sources = workloadIdentity.loaderSources();
+    expect(validateConfigText(workloadIdentity.configText, sources)).toEqual([]);
+    expect(sources.read).toEqual(expect.arrayContaining(assertionFiles));
   });
 });
 
@@ -388,8 +609,8 @@ describe('Dockerfile', () => {
       .filter((i) => i.keyword === 'EXPOSE')
       .flatMap((i) => i.value.split(/\s+/))
       .map((p) => Number(p.replace(/\/tcp$/, '')));
-    expect(exposed).toContain(parseListen(config.listen).port);
-    expect(exposed).toContain(parseListen(config.admin?.listen).port);
+    expect(exposed).toContain(parseListen(secretExample.config.listen).port);
+    expect(exposed).toContain(parseListen(secretExample.config.admin?.listen).port);
   });
 
   it('ships only production dependencies', () => {
@@ -426,30 +647,5 @@ describe('Dockerfile', () => {
       // A missing COPY source only shows up as a failed `docker build`, which CI here cannot run.
       expect(existsSync(path.join(root, source)), `${source} exists`).toBe(true);
     }
-  });
-});
-
-describe('the ConfigMap config and the project config loader', () => {
-  it('validates without problems when the mounted secrets are present', async () => {
-    const { validateConfigText } = await import('../../src/config/load.js');
-    const env = Object.fromEntries(
-      (sidecar.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]),
-    );
-    const problems = validateConfigText(configText, {
-      env,
-      baseDir: path.posix.dirname(configPath ?? '/'),
-      readFile: (file: string) => {
-        const backing = secretBacking(file);
-        const keys = [
-          ...Object.keys(backing?.secret?.stringData ?? {}),
-          ...Object.keys(backing?.secret?.data ?? {}),
-        ];
-        if (backing && keys.includes(backing.key)) return 'dummy-client-secret';
-        throw Object.assign(new Error(`ENOENT: no such file or directory, open '${file}'`), {
-          code: 'ENOENT',
-        });
-      },
-    });
-    expect(problems).toEqual([]);
   });
 });
