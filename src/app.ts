@@ -53,6 +53,7 @@ export async function startTokenInjector(
     });
     proxy = await startProxyServer(
       config.listen,
+      config.limits,
       createProxyHandler({ config, credentials, upstreams, metrics, logger }),
       createConnectHandler(config, logger),
     );

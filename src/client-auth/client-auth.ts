@@ -1,7 +1,7 @@
 import type { CredentialConfig } from '../config/types.js';
 import type { FileSet } from '../files/live-file.js';
-import { signAssertion } from '../jwt/assertion.js';
 import { readInputFile } from '../grants/token-input.js';
+import { signAssertion } from '../jwt/assertion.js';
 import { liveSigningKey } from '../jwt/live-signing-key.js';
 
 /** What client authentication may need to know about the request it authenticates. */
@@ -55,7 +55,10 @@ export function clientIdOnly(clientId: string): ClientAuth {
  * RFC 7523 §2.2 client assertion. `assertion` builds (or reads) a JWT per token request;
  * `client_id` is sent too, as several providers require it although the RFC makes it optional.
  */
-export function clientAssertion(clientId: string, assertion: (ctx: ClientAuthContext) => Promise<string> | string): ClientAuth {
+export function clientAssertion(
+  clientId: string,
+  assertion: (ctx: ClientAuthContext) => Promise<string> | string,
+): ClientAuth {
   return async (form, _headers, ctx) => {
     form.set('client_id', clientId);
     form.set('client_assertion_type', JWT_BEARER_ASSERTION);

@@ -1,5 +1,5 @@
-import type { ConfigProblem } from '../errors.js';
 import { isAbsolute, resolve } from 'node:path';
+import type { ConfigProblem } from '../errors.js';
 import { type ConfigSources, interpolate } from './interpolate.js';
 import type { FileBacked, TlsClient } from './types.js';
 import { parseDuration, parseSize } from './units.js';
@@ -85,6 +85,26 @@ export class Checker {
     if (!(choices as readonly string[]).includes(value)) {
       this.add(join(path, key), `must be one of ${choices.join(', ')}, got "${value}"`);
       return fallback;
+    }
+    return value as T;
+  }
+
+  /**
+   * One of `choices`; `fallback` when absent; undefined (with a problem) when present but not
+   * one of them, so callers skip checks that depend on it instead of guessing.
+   */
+  choice<T extends string>(
+    obj: Obj,
+    key: string,
+    path: string,
+    choices: readonly T[],
+    fallback?: T,
+  ): T | undefined {
+    const value = this.string(obj, key, path);
+    if (value === undefined) return fallback;
+    if (!(choices as readonly string[]).includes(value)) {
+      this.add(join(path, key), `must be one of ${choices.join(', ')}, got "${value}"`);
+      return undefined;
     }
     return value as T;
   }

@@ -11,7 +11,17 @@ export type ClientAuthMethod =
   | 'self_signed_tls_client_auth'
   | 'none';
 export type GrantType = 'client_credentials' | 'password' | 'jwt_bearer' | 'saml2_bearer' | 'token_exchange';
-export type SigningAlg = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384' | 'PS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA';
+export type SigningAlg =
+  | 'RS256'
+  | 'RS384'
+  | 'RS512'
+  | 'PS256'
+  | 'PS384'
+  | 'PS512'
+  | 'ES256'
+  | 'ES384'
+  | 'ES512'
+  | 'EdDSA';
 
 export interface ListenAddress {
   readonly host: string;
@@ -111,6 +121,19 @@ export interface CredentialConfig extends TokenScope {
   /** Fraction of the token lifetime after which a background refresh starts. */
   readonly refreshAhead: number;
   readonly tls: TlsClient;
+  readonly connectTimeoutMs: number;
+  /** Token responses larger than this are refused. */
+  readonly maxResponseBytes: number;
+  /** Lifetime of a token whose response has no `expires_in`. */
+  readonly defaultLifetimeMs: number;
+  /** Longer lifetimes are cut to this, so a token is re-fetched at least this often. */
+  readonly maxLifetimeMs: number;
+  /** Lower-case `token_type` values accepted besides Bearer (none unless configured). */
+  readonly tokenTypes: readonly string[];
+  /** Backoff between retries of transient failures and between probes of a failing endpoint. */
+  readonly initialBackoffMs: number;
+  readonly maxBackoffMs: number;
+  readonly allowInsecureHttp: boolean;
 }
 
 export interface RouteMatch {
@@ -136,10 +159,30 @@ export interface RouteConfig {
   /** Overrides of the credential's scope, audience and resource for this route's tokens. */
   readonly tokenScope: TokenScope;
   readonly tls: TlsClient;
+  /** Retry once with a new token after any 401, not only `error="invalid_token"` ones. */
+  readonly retryOn401: boolean;
+  /** Request bodies up to this size are kept so a request can be replayed after a 401. */
+  readonly replayBufferBytes: number;
+  readonly connectTimeoutMs: number;
+  /** Until the upstream's response headers arrive. */
+  readonly responseTimeoutMs: number;
+  readonly allowInsecureHttp: boolean;
+}
+
+/** Limits of the proxy listener, against slow or oversized clients. */
+export interface ListenerLimits {
+  readonly maxHeaderSize: number;
+  readonly headersTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  /** 0: no limit on the whole request (uploads may be long). */
+  readonly requestTimeoutMs: number;
 }
 
 export interface Config {
   readonly listen: ListenAddress;
+  /** A `listen` beyond loopback was explicitly allowed. */
+  readonly allowRemoteClients: boolean;
+  readonly limits: ListenerLimits;
   readonly admin: { readonly listen: ListenAddress };
   readonly log: { readonly level: LogLevel };
   readonly unmatched: UnmatchedPolicy;

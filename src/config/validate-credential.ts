@@ -1,5 +1,10 @@
 import type { KeyObject } from 'node:crypto';
-import { algorithmsFor, assertCertificateMatches, parsePrivateKey, SIGNING_ALGS } from '../jwt/signing-key.js';
+import {
+  algorithmsFor,
+  assertCertificateMatches,
+  parsePrivateKey,
+  SIGNING_ALGS,
+} from '../jwt/signing-key.js';
 import { type Checker, isAbsoluteUrl, join } from './checker.js';
 import type {
   ClientAuthConfig,
@@ -11,11 +16,18 @@ import type {
   SigningKeyConfig,
   TokenInput,
 } from './types.js';
+import { insecureHttp, positive } from './validate.js';
 
 type Obj = Record<string, unknown>;
 
 export const DEFAULT_TOKEN_TIMEOUT_MS = 10_000;
 export const DEFAULT_REFRESH_AHEAD = 0.8;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024;
+const DEFAULT_LIFETIME_MS = 5 * 60_000;
+const MAX_LIFETIME_MS = 24 * 3_600_000;
+const DEFAULT_INITIAL_BACKOFF_MS = 250;
+const DEFAULT_MAX_BACKOFF_MS = 30_000;
 const DEFAULT_ASSERTION_LIFETIME_MS = 5 * 60_000;
 const DEFAULT_MAX_ENTRIES = 10_000;
 
@@ -68,6 +80,13 @@ const COMMON_KEYS = [
   'timeout',
   'refresh_ahead',
   'tls',
+  'connect_timeout',
+  'max_response_size',
+  'default_lifetime',
+  'max_lifetime',
+  'token_types',
+  'retry',
+  'allow_insecure_http',
 ];
 export const CREDENTIAL_KEYS = [...COMMON_KEYS, ...Object.keys(AUTH_KEYS), ...Object.keys(GRANT_KEYS)];
 
@@ -118,18 +137,22 @@ export function credential(c: Checker, name: string, value: unknown): Credential
   c.required(obj, 'token_endpoint', path);
   const tokenEndpoint = c.url(obj, 'token_endpoint', path, { allowQuery: true });
   c.required(obj, 'grant_type', path);
-  const grantType = c.oneOf(obj, 'grant_type', path, GRANT_TYPES, 'client_credentials');
+  const grantType = c.choice(obj, 'grant_type', path, GRANT_TYPES);
   c.required(obj, 'client_id', path);
   const clientId = c.string(obj, 'client_id', path);
-  const authMethod = c.oneOf(obj, 'auth_method', path, AUTH_METHODS, 'client_secret_basic');
-  notApplicable(c, obj, path, AUTH_KEYS, authMethod, 'auth_method');
-  notApplicable(c, obj, path, GRANT_KEYS, grantType, 'grant_type');
-  const clientAuth = clientAuthConfig(c, obj, path, authMethod);
+  const authMethod = c.choice(obj, 'auth_method', path, AUTH_METHODS, 'client_secret_basic');
+  // A mistyped method or grant is reported once; checks that depend on it would only add noise.
+  if (authMethod) notApplicable(c, obj, path, AUTH_KEYS, authMethod, 'auth_method');
+  if (grantType) notApplicable(c, obj, path, GRANT_KEYS, grantType, 'grant_type');
+  const clientAuth = authMethod ? clientAuthConfig(c, obj, path, authMethod) : undefined;
   if (authMethod === 'none' && grantType === 'client_credentials') {
-    c.add(join(path, 'auth_method'), 'client_credentials needs client authentication (RFC 6749 §4.4); none is for public clients');
+    c.add(
+      join(path, 'auth_method'),
+      'client_credentials needs client authentication (RFC 6749 §4.4); none is for public clients',
+    );
   }
   const mtlsTokenEndpoint = c.url(obj, 'mtls_token_endpoint', path, { allowQuery: true });
-  const grant = grantConfig(c, obj, path, grantType);
+  const grant = grantType ? grantConfig(c, obj, path, grantType) : undefined;
   const scope = c.stringList(obj, 'scope', path);
   const audience = c.string(obj, 'audience', path);
   const resource = c.string(obj, 'resource', path);
@@ -139,12 +162,18 @@ export function credential(c: Checker, name: string, value: unknown): Credential
   const params = c.stringMap(obj, 'params', path);
   for (const key of Object.keys(params)) {
     if (RESERVED_PARAMS.includes(key)) {
-      c.add(join(join(path, 'params'), key), 'is set by token-injector from its own key; use that key instead');
+      c.add(
+        join(join(path, 'params'), key),
+        'is set by token-injector from its own key; use that key instead',
+      );
     }
   }
   const prefetch = c.boolean(obj, 'prefetch', path, false);
   if (prefetch && grant && usesRequestHeader(grant)) {
-    c.add(join(path, 'prefetch'), 'cannot prefetch: the token depends on each request (source: request_header)');
+    c.add(
+      join(path, 'prefetch'),
+      'cannot prefetch: the token depends on each request (source: request_header)',
+    );
   }
   const timeoutMs = c.duration(obj, 'timeout', path, DEFAULT_TOKEN_TIMEOUT_MS);
   if (timeoutMs === 0) c.add(join(path, 'timeout'), 'must be greater than 0');
@@ -152,20 +181,43 @@ export function credential(c: Checker, name: string, value: unknown): Credential
   if (obj['refresh_ahead'] !== undefined) {
     const v = obj['refresh_ahead'];
     if (typeof v !== 'number' || !(v > 0 && v < 1)) {
-      c.add(join(path, 'refresh_ahead'), 'must be a fraction of the token lifetime between 0 and 1, e.g. 0.8');
+      c.add(
+        join(path, 'refresh_ahead'),
+        'must be a fraction of the token lifetime between 0 and 1, e.g. 0.8',
+      );
     } else refreshAhead = v;
   }
   const tls = c.tls(obj, path);
+  const allowInsecureHttp = c.boolean(obj, 'allow_insecure_http', path, false);
+  if (!allowInsecureHttp) {
+    if (tokenEndpoint) insecureHttp(c, tokenEndpoint, join(path, 'token_endpoint'), 'the credential');
+    if (mtlsTokenEndpoint)
+      insecureHttp(c, mtlsTokenEndpoint, join(path, 'mtls_token_endpoint'), 'the credential');
+  }
+  const connectTimeoutMs = positive(c, obj, 'connect_timeout', path, DEFAULT_CONNECT_TIMEOUT_MS);
+  const maxResponseBytes = c.size(obj, 'max_response_size', path, DEFAULT_MAX_RESPONSE_BYTES);
+  if (maxResponseBytes < 256) c.add(join(path, 'max_response_size'), 'must be at least 256 bytes');
+  const defaultLifetimeMs = positive(c, obj, 'default_lifetime', path, DEFAULT_LIFETIME_MS);
+  const maxLifetimeMs = positive(c, obj, 'max_lifetime', path, MAX_LIFETIME_MS);
+  if (defaultLifetimeMs > maxLifetimeMs)
+    c.add(join(path, 'default_lifetime'), 'must not exceed max_lifetime');
+  const tokenTypes = (c.stringList(obj, 'token_types', path) ?? []).map((t) => t.toLowerCase());
+  const retryObj = c.object(obj['retry'], join(path, 'retry')) ?? {};
+  c.onlyKeys(retryObj, join(path, 'retry'), ['initial_backoff', 'max_backoff']);
+  const initialBackoffMs = positive(
+    c,
+    retryObj,
+    'initial_backoff',
+    join(path, 'retry'),
+    DEFAULT_INITIAL_BACKOFF_MS,
+  );
+  const maxBackoffMs = positive(c, retryObj, 'max_backoff', join(path, 'retry'), DEFAULT_MAX_BACKOFF_MS);
+  if (initialBackoffMs > maxBackoffMs)
+    c.add(join(path, 'retry.initial_backoff'), 'must not exceed retry.max_backoff');
   if ((authMethod === 'tls_client_auth' || authMethod === 'self_signed_tls_client_auth') && !tls.cert) {
     c.add(join(path, 'tls.cert_file'), `is required with auth_method ${authMethod} (RFC 8705)`);
   }
-  if (
-    c.problems.length > before ||
-    !tokenEndpoint ||
-    clientId === undefined ||
-    !clientAuth ||
-    !grant
-  ) {
+  if (c.problems.length > before || !tokenEndpoint || clientId === undefined || !clientAuth || !grant) {
     return undefined;
   }
   return {
@@ -183,6 +235,14 @@ export function credential(c: Checker, name: string, value: unknown): Credential
     timeoutMs,
     refreshAhead,
     tls,
+    connectTimeoutMs,
+    maxResponseBytes,
+    defaultLifetimeMs,
+    maxLifetimeMs,
+    tokenTypes,
+    initialBackoffMs,
+    maxBackoffMs,
+    allowInsecureHttp,
   };
 }
 
@@ -280,7 +340,7 @@ function signingKey(c: Checker, obj: Obj, path: string): SigningKeyConfig | unde
   }
   const usable = algorithmsFor(key);
   if (usable.length === 0) {
-    c.add(join(path, 'private_key_file'), `a ${key.asymmetricKeyType} key cannot sign JWTs here`);
+    c.add(join(path, 'private_key_file'), `this key type (${key.asymmetricKeyType}) cannot sign JWTs here`);
     return undefined;
   }
   const configured = c.string(obj, 'signing_alg', path);
@@ -328,7 +388,10 @@ function grantConfig(c: Checker, obj: Obj, path: string, type: GrantType): Grant
     case 'jwt_bearer':
     case 'saml2_bearer': {
       c.required(obj, 'assertion', path);
-      const sources = type === 'jwt_bearer' ? (['sign', 'file', 'request_header'] as const) : (['file', 'request_header'] as const);
+      const sources =
+        type === 'jwt_bearer'
+          ? (['sign', 'file', 'request_header'] as const)
+          : (['file', 'request_header'] as const);
       const assertion = tokenInput(c, obj, 'assertion', path, sources);
       return assertion ? { type, assertion: assertion.input } : undefined;
     }
@@ -340,7 +403,8 @@ function grantConfig(c: Checker, obj: Obj, path: string, type: GrantType): Grant
           ? undefined
           : tokenInput(c, obj, 'actor_token', path, ['file', 'request_header', 'credential']);
       const requested = c.string(obj, 'requested_token_type', path);
-      const requestedTokenType = requested === undefined ? undefined : tokenType(c, requested, join(path, 'requested_token_type'));
+      const requestedTokenType =
+        requested === undefined ? undefined : tokenType(c, requested, join(path, 'requested_token_type'));
       if (!subject || (obj['actor_token'] !== undefined && !actor)) return undefined;
       return {
         type,
@@ -368,9 +432,20 @@ function tokenInput<S extends Source>(
   if (!obj) return undefined;
   const isExchange = key !== 'assertion';
   c.required(obj, 'source', path);
-  const source = c.oneOf(obj, 'source', path, sources, sources[0]!);
+  const source = c.choice(obj, 'source', path, sources);
+  if (source === undefined) return undefined;
   const allowed: Record<Source, string[]> = {
-    sign: ['private_key_file', 'signing_alg', 'key_id', 'certificate_file', 'issuer', 'subject', 'audience', 'lifetime', 'claims'],
+    sign: [
+      'private_key_file',
+      'signing_alg',
+      'key_id',
+      'certificate_file',
+      'issuer',
+      'subject',
+      'audience',
+      'lifetime',
+      'claims',
+    ],
     file: ['path'],
     request_header: ['header', 'max_entries'],
     credential: ['credential'],
@@ -394,11 +469,13 @@ function tokenInput<S extends Source>(
     case 'request_header': {
       c.required(obj, 'header', path);
       const header = c.string(obj, 'header', path);
-      if (header !== undefined && !HEADER.test(header)) c.add(join(path, 'header'), `"${header}" is not a valid header name`);
+      if (header !== undefined && !HEADER.test(header))
+        c.add(join(path, 'header'), `"${header}" is not a valid header name`);
       let maxEntries = DEFAULT_MAX_ENTRIES;
       if (obj['max_entries'] !== undefined) {
         const v = obj['max_entries'];
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) c.add(join(path, 'max_entries'), 'must be a positive integer');
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+          c.add(join(path, 'max_entries'), 'must be a positive integer');
         else maxEntries = v;
       }
       if (header !== undefined) input = { source, header, maxEntries };
@@ -440,7 +517,10 @@ function tokenInput<S extends Source>(
 function tokenType(c: Checker, value: string, path: string): string | undefined {
   const full = TOKEN_TYPES[value] ?? value;
   if (!full.includes(':')) {
-    c.add(path, `"${value}" is not a token type URI; use one of ${Object.keys(TOKEN_TYPES).join(', ')} or a full URI`);
+    c.add(
+      path,
+      `"${value}" is not a token type URI; use one of ${Object.keys(TOKEN_TYPES).join(', ')} or a full URI`,
+    );
     return undefined;
   }
   return full;

@@ -1,20 +1,31 @@
 import { Checker, isAbsoluteUrl, join } from './checker.js';
-import { credential, credentialDependencies } from './validate-credential.js';
 import type { ConfigSources } from './interpolate.js';
 import type {
   Config,
   CredentialConfig,
   ListenAddress,
+  ListenerLimits,
   LogLevel,
   RouteConfig,
   RouteMatch,
   TokenScope,
   UnmatchedPolicy,
 } from './types.js';
+import { credential, credentialDependencies, usesRequestHeader } from './validate-credential.js';
 
 type Obj = Record<string, unknown>;
 
-const TOP_KEYS = ['listen', 'admin', 'log', 'unmatched', 'shutdown_timeout', 'credentials', 'routes'];
+const TOP_KEYS = [
+  'listen',
+  'allow_remote_clients',
+  'limits',
+  'admin',
+  'log',
+  'unmatched',
+  'shutdown_timeout',
+  'credentials',
+  'routes',
+];
 const ROUTE_KEYS = [
   'name',
   'match',
@@ -27,6 +38,11 @@ const ROUTE_KEYS = [
   'audience',
   'resource',
   'tls',
+  'retry_on_401',
+  'replay_buffer',
+  'connect_timeout',
+  'response_timeout',
+  'allow_insecure_http',
 ];
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error'];
 /** Headers that must not be chosen for injection: they are connection-level or routing-level. */
@@ -50,6 +66,13 @@ export const DEFAULTS = {
   listen: Object.freeze({ host: '127.0.0.1', port: 8080 }),
   adminListen: Object.freeze({ host: '127.0.0.1', port: 9090 }),
   shutdownTimeoutMs: 20_000,
+  maxHeaderSize: 16 * 1024,
+  headersTimeoutMs: 30_000,
+  idleTimeoutMs: 5_000,
+  requestTimeoutMs: 5 * 60_000,
+  replayBufferBytes: 64 * 1024,
+  upstreamConnectTimeoutMs: 10_000,
+  upstreamResponseTimeoutMs: 60_000,
 } as const;
 
 /**
@@ -70,6 +93,14 @@ export function validateConfig(
   c.onlyKeys(root, '', TOP_KEYS);
 
   const listen = listenAddress(c, root, 'listen', '', DEFAULTS.listen);
+  const allowRemoteClients = c.boolean(root, 'allow_remote_clients', '', false);
+  if (!allowRemoteClients && !isLoopback(listen.host)) {
+    c.add(
+      'listen',
+      `${listen.host} is beyond loopback: any client that reaches it gets requests sent with your tokens; set allow_remote_clients: true if that is intended`,
+    );
+  }
+  const limits = listenerLimits(c, root);
   const adminObj = c.object(root['admin'], 'admin') ?? {};
   c.onlyKeys(adminObj, 'admin', ['listen']);
   const adminListen = listenAddress(c, adminObj, 'listen', 'admin', DEFAULTS.adminListen);
@@ -113,6 +144,8 @@ export function validateConfig(
   if (c.problems.length > 0) return { problems: c.problems };
   const config: Config = Object.freeze({
     listen,
+    allowRemoteClients,
+    limits,
     admin: Object.freeze({ listen: adminListen }),
     log: Object.freeze({ level }),
     unmatched,
@@ -161,8 +194,29 @@ function route(c: Checker, i: number, value: unknown, credentials: Obj): RouteCo
   if (/[\r\n\0]/.test(prefix)) c.add(join(path, 'prefix'), 'must not contain CR, LF or NUL');
   const tokenScope = routeTokenScope(c, obj, path);
   const tls = c.tls(obj, path);
+  const allowInsecureHttp = c.boolean(obj, 'allow_insecure_http', path, false);
+  if (upstream && !allowInsecureHttp) insecureHttp(c, upstream, join(path, 'upstream'), 'a route');
+  const retryOn401 = c.boolean(obj, 'retry_on_401', path, false);
+  const replayBufferBytes = c.size(obj, 'replay_buffer', path, DEFAULTS.replayBufferBytes);
+  const connectTimeoutMs = positive(c, obj, 'connect_timeout', path, DEFAULTS.upstreamConnectTimeoutMs);
+  const responseTimeoutMs = positive(c, obj, 'response_timeout', path, DEFAULTS.upstreamResponseTimeoutMs);
   if (c.problems.length > before || !name || !match || !upstream || !credential) return undefined;
-  return { name, match, upstream, stripPrefix, credential, header, prefix, tokenScope, tls };
+  return {
+    name,
+    match,
+    upstream,
+    stripPrefix,
+    credential,
+    header,
+    prefix,
+    tokenScope,
+    tls,
+    retryOn401,
+    replayBufferBytes,
+    connectTimeoutMs,
+    responseTimeoutMs,
+    allowInsecureHttp,
+  };
 }
 
 /** A route's own scope, audience and resource; each replaces the credential's when set. */
@@ -272,22 +326,81 @@ function sameHostFamily(a: string, b: string): boolean {
 function checkCredentialReferences(c: Checker, credentials: Map<string, CredentialConfig>, raw: Obj): void {
   const known = Object.keys(raw);
   for (const cred of credentials.values()) {
-    for (const dep of credentialDependencies(cred)) {
-      const key = cred.grant.type === 'token_exchange' && cred.grant.subjectToken.source === 'credential' &&
-        cred.grant.subjectToken.credential === dep ? 'subject_token' : 'actor_token';
+    if (cred.grant.type !== 'token_exchange') continue;
+    const inputs = [
+      ['subject_token', cred.grant.subjectToken],
+      ['actor_token', cred.grant.actorToken],
+    ] as const;
+    for (const [key, input] of inputs) {
+      if (input?.source !== 'credential') continue;
+      const dep = input.credential;
       const path = `credentials.${cred.name}.${key}.credential`;
+      const target = credentials.get(dep);
       if (!known.includes(dep)) c.add(path, `unknown credential "${dep}" (known: ${known.join(', ')})`);
       else if (leadsBack(credentials, dep, cred.name, new Set())) {
-        c.add(path, `"${dep}" depends on "${cred.name}" in turn: credentials must not depend on each other in a cycle`);
+        c.add(
+          path,
+          `"${dep}" depends on "${cred.name}" in turn: credentials must not depend on each other in a cycle`,
+        );
+      } else if (target && usesRequestHeader(target.grant)) {
+        // Its token exists only for a request's assertion; there is none when exchanging.
+        c.add(
+          path,
+          `"${dep}" gets its tokens from request headers (source: request_header) and cannot be used as a token source`,
+        );
       }
     }
   }
 }
 
-function leadsBack(all: Map<string, CredentialConfig>, from: string, target: string, seen: Set<string>): boolean {
+function leadsBack(
+  all: Map<string, CredentialConfig>,
+  from: string,
+  target: string,
+  seen: Set<string>,
+): boolean {
   if (from === target) return true;
   if (seen.has(from)) return false;
   seen.add(from);
   const cred = all.get(from);
   return cred ? credentialDependencies(cred).some((d) => leadsBack(all, d, target, seen)) : false;
+}
+
+function listenerLimits(c: Checker, root: Obj): ListenerLimits {
+  const obj = c.object(root['limits'], 'limits') ?? {};
+  c.onlyKeys(obj, 'limits', ['max_header_size', 'headers_timeout', 'idle_timeout', 'request_timeout']);
+  const maxHeaderSize = c.size(obj, 'max_header_size', 'limits', DEFAULTS.maxHeaderSize);
+  if (maxHeaderSize < 1024) c.add('limits.max_header_size', 'must be at least 1KiB');
+  return Object.freeze({
+    maxHeaderSize,
+    headersTimeoutMs: positive(c, obj, 'headers_timeout', 'limits', DEFAULTS.headersTimeoutMs),
+    idleTimeoutMs: positive(c, obj, 'idle_timeout', 'limits', DEFAULTS.idleTimeoutMs),
+    requestTimeoutMs: c.duration(obj, 'request_timeout', 'limits', DEFAULTS.requestTimeoutMs),
+  });
+}
+
+/** A duration that must not be zero. */
+export function positive(c: Checker, obj: Obj, key: string, path: string, fallback: number): number {
+  const ms = c.duration(obj, key, path, fallback);
+  if (ms <= 0) c.add(join(path, key), 'must be greater than 0');
+  return ms;
+}
+
+/** 127.0.0.0/8, ::1 and localhost: reachable only from this machine (or this pod). */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::ffff:127.0.0.1';
+}
+
+/**
+ * A token sent over plain HTTP beyond this machine can be read on the way: refused unless the
+ * credential or route says `allow_insecure_http: true`.
+ */
+export function insecureHttp(c: Checker, url: URL, path: string, what: string): void {
+  if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
+    c.add(
+      path,
+      `http:// to ${url.hostname} would send tokens or secrets unencrypted; use https://, or set allow_insecure_http: true on ${what} if the network is trusted`,
+    );
+  }
 }

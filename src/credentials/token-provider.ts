@@ -9,10 +9,6 @@ import type { Logger } from '../log.js';
 import { createTokenEndpoint, type TokenEndpoint } from '../token-endpoint/post.js';
 import type { Token } from '../token-endpoint/token.js';
 
-const MAX_TOKEN_RESPONSE_BYTES = 64 * 1024;
-const DEFAULT_LIFETIME_MS = 5 * 60_000;
-const MAX_LIFETIME_MS = 24 * 3_600_000;
-
 export type ProviderContext = Omit<GrantContext, 'endpoint' | 'credentialToken'>;
 
 /**
@@ -38,7 +34,9 @@ export class TokenProvider {
     this.credential = cred;
     this.#grant = grantFor(cred, this.#files);
     this.#auth = clientAuthFor(cred, this.#files);
-    const mtls = cred.clientAuth.method === 'tls_client_auth' || cred.clientAuth.method === 'self_signed_tls_client_auth';
+    const mtls =
+      cred.clientAuth.method === 'tls_client_auth' ||
+      cred.clientAuth.method === 'self_signed_tls_client_auth';
     // RFC 8705 §5: with mTLS client authentication, use the server's mTLS endpoint alias if known.
     this.#url = (mtls ? cred.mtlsTokenEndpoint : undefined) ?? cred.tokenEndpoint;
     this.#endpoint = createTokenEndpoint({
@@ -47,9 +45,10 @@ export class TokenProvider {
       timeoutMs: cred.timeoutMs,
       tls: cred.tls,
       files: this.#files,
-      maxResponseBytes: MAX_TOKEN_RESPONSE_BYTES,
-      defaultLifetimeMs: DEFAULT_LIFETIME_MS,
-      maxLifetimeMs: MAX_LIFETIME_MS,
+      connectTimeoutMs: cred.connectTimeoutMs,
+      maxResponseBytes: cred.maxResponseBytes,
+      defaultLifetimeMs: cred.defaultLifetimeMs,
+      maxLifetimeMs: cred.maxLifetimeMs,
     });
     this.#credentialToken = deps.credentialToken;
     this.#metrics = deps.metrics;
@@ -67,7 +66,10 @@ export class TokenProvider {
       return await this.#attempt(ctx);
     } catch (err) {
       if (isRejected(err, 'invalid_client') && this.#files.reloadAll()) {
-        this.#log.info({ event: 'files_reloaded' }, 'invalid_client: credential files changed on disk; retrying once');
+        this.#log.info(
+          { event: 'files_reloaded' },
+          'invalid_client: credential files changed on disk; retrying once',
+        );
         return this.#attempt(ctx);
       }
       const next = this.#grant.retry?.(ctx, err);
@@ -105,7 +107,9 @@ export class TokenProvider {
       grant = form.get('grant_type') ?? grant;
       const headers: Record<string, string> = {};
       await this.#authenticate(form, headers);
-      let token = await this.#endpoint.post(form, headers, { extraTokenTypes: this.#grant.extraTokenTypes ?? [] });
+      let token = await this.#endpoint.post(form, headers, {
+        extraTokenTypes: [...this.credential.tokenTypes, ...(this.#grant.extraTokenTypes ?? [])],
+      });
       const seconds = (performance.now() - started) / 1000;
       // §6: a server that does not rotate refresh tokens keeps the one we have valid.
       const previousRefresh = grant === 'refresh_token' ? ctx.previous?.refreshToken : undefined;
@@ -137,7 +141,11 @@ export class TokenProvider {
           error: e.code,
           detail: e.message,
           ...(err instanceof TokenEndpointRejectedError
-            ? { status: err.status, oauth_error: err.oauthError, oauth_error_description: err.oauthErrorDescription }
+            ? {
+                status: err.status,
+                oauth_error: err.oauthError,
+                oauth_error_description: err.oauthErrorDescription,
+              }
             : {}),
         },
         'token request failed',

@@ -59,6 +59,8 @@ export function readInputFile(path: string, credential: string): string {
     return readFileSync(path, 'utf8').trim();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new CredentialInputError(credential, `cannot read ${path}${code ? ` (${code})` : ''}`, { cause: err });
+    throw new CredentialInputError(credential, `cannot read ${path}${code ? ` (${code})` : ''}`, {
+      cause: err,
+    });
   }
 }

@@ -27,17 +27,22 @@ export function parsePrivateKey(text: string): KeyObject {
     } catch {
       throw new Error('not a PEM or JWK key (invalid JSON)');
     }
-    if (typeof jwk['d'] !== 'string') throw new Error('the JWK is a public key; a private key (with "d") is needed');
+    if (typeof jwk['d'] !== 'string')
+      throw new Error('the JWK is a public key; a private key (with "d") is needed');
     try {
       return createPrivateKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
     } catch {
       throw new Error('not a usable JWK private key');
     }
   }
-  if (!/-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/.test(trimmed)) {
-    if (trimmed.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----')) throw new Error('encrypted keys are not supported');
-    throw new Error('not a PEM or JWK key');
+  // Checked first: the general PEM pattern below would also match it.
+  if (
+    trimmed.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') ||
+    trimmed.includes('Proc-Type: 4,ENCRYPTED')
+  ) {
+    throw new Error('encrypted keys are not supported');
   }
+  if (!/-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/.test(trimmed)) throw new Error('not a PEM or JWK key');
   try {
     return createPrivateKey(trimmed);
   } catch {

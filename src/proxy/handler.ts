@@ -1,9 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Metrics, statusClass } from '../admin/metrics.js';
 import type { Config, RouteConfig } from '../config/types.js';
-import type { Credentials } from '../credentials/credentials.js';
-import type { RouteTokens } from '../credentials/credentials.js';
-import type { Token } from '../token-endpoint/token.js';
+import type { Credentials, RouteTokens } from '../credentials/credentials.js';
 import {
   type BadRequestError,
   InternalError,
@@ -13,6 +11,7 @@ import {
 } from '../errors.js';
 import type { Logger } from '../log.js';
 import { createRouter } from '../router/router.js';
+import type { Token } from '../token-endpoint/token.js';
 import { sendError } from './error-response.js';
 import { CLIENT_CLOSED, forward } from './forward.js';
 import { hasOurVia, upstreamRequestHeaders } from './headers.js';

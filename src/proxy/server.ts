@@ -7,7 +7,7 @@ import {
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { ListenAddress } from '../config/types.js';
+import type { ListenAddress, ListenerLimits } from '../config/types.js';
 import { listen } from '../net-listen.js';
 
 export interface ProxyServer {
@@ -24,6 +24,7 @@ export interface ProxyServer {
  */
 export async function startProxyServer(
   address: ListenAddress,
+  limits: ListenerLimits,
   onRequest: (req: IncomingMessage, res: ServerResponse) => void,
   onConnect: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
 ): Promise<ProxyServer> {
@@ -32,10 +33,13 @@ export async function startProxyServer(
   let drained: (() => void) | undefined;
   const server: Server = createServer(
     {
-      // Uploads may legitimately take long; headers may not (slowloris).
-      requestTimeout: 0,
-      headersTimeout: 30_000,
-      keepAliveTimeout: 5_000,
+      // Slow or oversized clients must not hold connections forever (slowloris).
+      maxHeaderSize: limits.maxHeaderSize,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.idleTimeoutMs,
+      // Node's strict parser stays on: no insecureHTTPParser, ever.
+      insecureHTTPParser: false,
     },
     (req, res) => {
       inFlight++;

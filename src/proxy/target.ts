@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { BadRequestError } from '../errors.js';
 import type { RequestTarget } from '../router/router.js';
+import { normalizePath } from './normalize-path.js';
 
 export interface ParsedTarget extends RequestTarget {
   /** True when the client sent absolute-form (`GET http://host/path`), i.e. used us as HTTP_PROXY. */
@@ -9,7 +10,8 @@ export interface ParsedTarget extends RequestTarget {
 }
 
 /**
- * Works out which host, port and path a request is for. Origin-form requests (reverse mode) name
+ * Works out which host, port and path a request is for, with the path normalised so that route
+ * matching and the upstream see the same thing. Origin-form requests (reverse mode) name
  * the host in `Host:`; absolute-form requests (forward mode) name it in the request line, which
  * then wins over `Host:` (RFC 9112 §3.2.2).
  */
@@ -21,7 +23,7 @@ export function parseTarget(req: IncomingMessage): ParsedTarget {
     if (!authority) throw new BadRequestError('request has no Host header');
     const hp = splitAuthority(authority, 80);
     if (!hp) throw new BadRequestError('Host header is not a valid host[:port]');
-    return { ...hp, path: url, method, forward: false, scheme: 'http' };
+    return { ...hp, path: normalizePath(url), method, forward: false, scheme: 'http' };
   }
   const scheme = url.slice(0, 8).toLowerCase();
   if (scheme.startsWith('http://') || scheme.startsWith('https://')) {
@@ -38,7 +40,7 @@ export function parseTarget(req: IncomingMessage): ParsedTarget {
     return {
       host: normaliseHost(parsed.hostname),
       port,
-      path: `${parsed.pathname}${parsed.search}`,
+      path: normalizePath(`${parsed.pathname}${parsed.search}`),
       method,
       forward: true,
       scheme: isHttps ? 'https' : 'http',

@@ -3,13 +3,14 @@ import type { RouteConfig } from '../config/types.js';
 import { FileSet } from '../files/live-file.js';
 import { type ConnectTls, liveTlsOptions } from '../tls.js';
 
-const CONNECT_TIMEOUT_MS = 10_000;
+const PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
 /** How often a route's client certificate files are checked for rotation. */
 const CERT_CHECK_INTERVAL_MS = 10_000;
 
 interface RoutePool {
   pool: Pool;
   readonly origin: string;
+  readonly timeouts: Timeouts;
   readonly tls: () => ConnectTls;
   connect: ConnectTls;
   nextCheck: number;
@@ -32,14 +33,23 @@ export class Upstreams {
     for (const route of routes) {
       const t = route.tls;
       // Routes with the same origin and TLS settings share a pool, so they share warm connections.
-      const key = [route.upstream.origin, t.caFile, t.cert?.file, t.key?.file].join('|');
+      const timeouts = { connectMs: route.connectTimeoutMs, responseMs: route.responseTimeoutMs };
+      const key = [
+        route.upstream.origin,
+        t.caFile,
+        t.cert?.file,
+        t.key?.file,
+        timeouts.connectMs,
+        timeouts.responseMs,
+      ].join('|');
       let entry = shared.get(key);
       if (!entry) {
         const tls = liveTlsOptions(route.tls, this.#files);
         const connect = tls();
         entry = {
-          pool: newPool(route.upstream.origin, connect),
+          pool: newPool(route.upstream.origin, connect, timeouts),
           origin: route.upstream.origin,
+          timeouts,
           tls,
           connect,
           nextCheck: t.cert ? performance.now() + CERT_CHECK_INTERVAL_MS : Number.POSITIVE_INFINITY,
@@ -48,7 +58,10 @@ export class Upstreams {
       }
       this.#byRoute.set(route.name, entry);
     }
-    this.#passthrough = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, keepAliveTimeout: 4_000 });
+    this.#passthrough = new Agent({
+      connect: { timeout: PASSTHROUGH_CONNECT_TIMEOUT_MS },
+      keepAliveTimeout: 4_000,
+    });
   }
 
   forRoute(route: RouteConfig): Dispatcher {
@@ -82,7 +95,7 @@ export class Upstreams {
     if (connect === entry.connect) return;
     const old = entry.pool;
     entry.connect = connect;
-    entry.pool = newPool(entry.origin, connect);
+    entry.pool = newPool(entry.origin, connect, entry.timeouts);
     // In-flight requests on the old pool finish; then it closes.
     this.#retired.add(old);
     old.close().then(
@@ -92,9 +105,16 @@ export class Upstreams {
   }
 }
 
-function newPool(origin: string, connect: ConnectTls): Pool {
+interface Timeouts {
+  readonly connectMs: number;
+  /** Until the response headers; the body may stream as long as it keeps coming. */
+  readonly responseMs: number;
+}
+
+function newPool(origin: string, connect: ConnectTls, timeouts: Timeouts): Pool {
   return new Pool(origin, {
-    connect: { ...connect, timeout: CONNECT_TIMEOUT_MS },
+    connect: { ...connect, timeout: timeouts.connectMs },
+    headersTimeout: timeouts.responseMs,
     keepAliveTimeout: 4_000,
     pipelining: 1,
   });

@@ -15,6 +15,7 @@ export interface TokenEndpointOptions {
   readonly credential: string;
   readonly url: URL;
   readonly timeoutMs: number;
+  readonly connectTimeoutMs?: number;
   readonly tls: TlsClient;
   /** Where the client certificate and key are re-read from when they rotate. */
   readonly files: FileSet;
@@ -42,7 +43,8 @@ export interface TokenEndpoint {
 export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
   const tlsOptions = liveTlsOptions(opts.tls, opts.files);
   let connect = tlsOptions();
-  let dispatcher: Dispatcher = newAgent(connect);
+  const connectTimeout = opts.connectTimeoutMs ?? opts.timeoutMs;
+  let dispatcher: Dispatcher = newAgent(connect, connectTimeout);
   const now = opts.now ?? Date.now;
 
   async function post(
@@ -55,7 +57,7 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
       // A rotated client certificate needs new connections; the old ones finish their work.
       const old = dispatcher;
       connect = current;
-      dispatcher = newAgent(connect);
+      dispatcher = newAgent(connect, connectTimeout);
       old.close().catch(() => {});
     }
     const signal = AbortSignal.timeout(opts.timeoutMs);
@@ -90,8 +92,8 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
   return { post, close: () => dispatcher.destroy() };
 }
 
-function newAgent(connect: ReturnType<ReturnType<typeof liveTlsOptions>>): Dispatcher {
-  return new Agent({ keepAliveTimeout: 30_000, connections: 4, connect });
+function newAgent(connect: ReturnType<ReturnType<typeof liveTlsOptions>>, timeout: number): Dispatcher {
+  return new Agent({ keepAliveTimeout: 30_000, connections: 4, connect: { ...connect, timeout } });
 }
 
 async function readCapped(body: Dispatcher.ResponseData['body'], max: number, credential: string) {

@@ -34,14 +34,21 @@ describe('loadConfig', () => {
     const file = join(dir, 'config.yaml');
     writeFileSync(file, CREDENTIALS_YAML.replace('orders-secret', '${file:secrets/orders}'));
     const config = loadConfig(file);
-    expect(config.credentials.get('orders')!.clientSecret).toBe('from-disk');
+    const auth = config.credentials.get('orders')!.clientAuth;
+    expect(auth).toEqual({
+      method: 'client_secret_basic',
+      secret: { value: 'from-disk', file: join(dir, 'secrets', 'orders') },
+    });
   });
 
   it('uses injected sources when given', () => {
     const file = join(dir, 'config.yaml');
     writeFileSync(file, CREDENTIALS_YAML.replace('orders-secret', '${env:INJECTED}'));
     const config = loadConfig(file, sources({ INJECTED: 'yes' }));
-    expect(config.credentials.get('orders')!.clientSecret).toBe('yes');
+    expect(config.credentials.get('orders')!.clientAuth).toEqual({
+      method: 'client_secret_basic',
+      secret: { value: 'yes' },
+    });
   });
 
   it('throws a ConfigError with code config_invalid listing every problem', () => {

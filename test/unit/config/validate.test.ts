@@ -1,6 +1,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: these tests are about the literal ${env:} and ${file:} syntax
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../../src/config/load.js';
+import type { Config, FileBacked } from '../../../src/config/types.js';
 import { DEFAULTS, parseHostPattern, parseListen, validateConfig } from '../../../src/config/validate.js';
 import { CREDENTIALS_YAML, problemsOf, sources, validConfig, withRoutes } from './helpers.js';
 
@@ -18,6 +19,13 @@ function credential(extra: string, base = 'client_secret: s\n'): string {
       .filter(Boolean)
       .map((l) => `    ${l}\n`)
       .join('')}`;
+}
+
+/** The client secret of a credential using a client_secret_* method. */
+function secretOf(config: Config, name: string): FileBacked {
+  const auth = config.credentials.get(name)!.clientAuth;
+  if (!('secret' in auth)) throw new Error(`${name} uses ${auth.method}, which has no secret`);
+  return auth.secret;
 }
 
 /** One route over CREDENTIALS_YAML with the given keys (YAML lines indented 4 after "- "). */
@@ -40,10 +48,10 @@ describe('validateConfig: defaults', () => {
     const orders = config.credentials.get('orders')!;
     expect(orders.name).toBe('orders');
     expect(orders.tokenEndpoint.href).toBe('https://idp.example.com/token');
-    expect(orders.grantType).toBe('client_credentials');
+    expect(orders.grant).toEqual({ type: 'client_credentials' });
     expect(orders.clientId).toBe('orders-client');
-    expect(orders.clientSecret).toBe('orders-secret');
-    expect(orders.authMethod).toBe('client_secret_basic');
+    expect(orders.clientAuth).toEqual({ method: 'client_secret_basic', secret: { value: 'orders-secret' } });
+    expect(orders).not.toHaveProperty('mtlsTokenEndpoint');
     expect(orders).not.toHaveProperty('scope');
     expect(orders).not.toHaveProperty('audience');
     expect(orders).not.toHaveProperty('resource');
@@ -61,6 +69,7 @@ describe('validateConfig: defaults', () => {
     expect(route!.credential).toBe('orders');
     expect(route!.header).toBe('Authorization');
     expect(route!.prefix).toBe('Bearer ');
+    expect(route!.tokenScope).toEqual({});
     expect(route!.tls).toEqual({});
   });
 
@@ -73,9 +82,10 @@ describe('validateConfig: defaults', () => {
 
   it('reads the top-level keys', () => {
     const config = validConfig(
-      'listen: 0.0.0.0:8081\nadmin:\n  listen: 0.0.0.0:9091\nlog:\n  level: warn\nunmatched: passthrough\nshutdown_timeout: 1m30s\n',
+      'listen: 0.0.0.0:8081\nallow_remote_clients: true\nadmin:\n  listen: 0.0.0.0:9091\nlog:\n  level: warn\nunmatched: passthrough\nshutdown_timeout: 1m30s\n',
     );
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 8081 });
+    expect(config.allowRemoteClients).toBe(true);
     expect(config.admin.listen).toEqual({ host: '0.0.0.0', port: 9091 });
     expect(config.log.level).toBe('warn');
     expect(config.unmatched).toBe('passthrough');
@@ -196,11 +206,13 @@ describe('validateConfig: credentials', () => {
 
   it('rejects grant types and auth methods it does not support', () => {
     expect(problemsOf(credential('auth_method: basic\n'))).toEqual([
-      'credentials.orders.auth_method: must be one of client_secret_basic, client_secret_post, got "basic"',
+      'credentials.orders.auth_method: must be one of client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt, tls_client_auth, self_signed_tls_client_auth, none, got "basic"',
     ]);
     expect(
-      problemsOf(credential('', 'client_secret: s\n').replace('client_credentials', 'password')),
-    ).toEqual(['credentials.orders.grant_type: must be one of client_credentials, got "password"']);
+      problemsOf(credential('', 'client_secret: s\n').replace('client_credentials', 'authorization_code')),
+    ).toEqual([
+      'credentials.orders.grant_type: must be one of client_credentials, password, jwt_bearer, saml2_bearer, token_exchange, got "authorization_code"',
+    ]);
   });
 
   it('reads client_secret_post and the optional keys', () => {
@@ -210,7 +222,7 @@ describe('validateConfig: credentials', () => {
       ),
     );
     const orders = config.credentials.get('orders')!;
-    expect(orders.authMethod).toBe('client_secret_post');
+    expect(orders.clientAuth).toEqual({ method: 'client_secret_post', secret: { value: 's' } });
     expect(orders.audience).toBe('https://api.example.com');
     expect(orders.resource).toBe('https://orders.example.com/');
     expect(orders.prefetch).toBe(true);
@@ -339,7 +351,10 @@ describe('validateConfig: secrets from env and files', () => {
       credential('', 'client_secret: ${env:ORDERS_SECRET}\n'),
       sources({ ORDERS_SECRET: 's3cret' }),
     );
-    expect(config.credentials.get('orders')!.clientSecret).toBe('s3cret');
+    expect(config.credentials.get('orders')!.clientAuth).toEqual({
+      method: 'client_secret_basic',
+      secret: { value: 's3cret' },
+    });
   });
 
   it('names the key when an env variable is missing and returns no config', () => {
@@ -367,13 +382,16 @@ describe('validateConfig: secrets from env and files', () => {
       credential('', 'client_secret: ${file:/run/secrets/orders}\n'),
       sources({}, { '/run/secrets/orders': 'from-file\n' }),
     );
-    expect(config.credentials.get('orders')!.clientSecret).toBe('from-file');
+    expect(config.credentials.get('orders')!.clientAuth).toEqual({
+      method: 'client_secret_basic',
+      secret: { value: 'from-file', file: '/run/secrets/orders' },
+    });
   });
 
   it('resolves a relative ${file:} against baseDir', () => {
     const src = sources({}, { '/etc/token-injector/secrets/orders': 'rel' }, '/etc/token-injector');
     const config = validConfig(credential('', 'client_secret: ${file:secrets/orders}\n'), src);
-    expect(config.credentials.get('orders')!.clientSecret).toBe('rel');
+    expect(secretOf(config, 'orders')).toEqual({ value: 'rel', file: '/etc/token-injector/secrets/orders' });
     expect(src.reads).toEqual(['/etc/token-injector/secrets/orders']);
   });
 
@@ -393,7 +411,7 @@ describe('validateConfig: secrets from env and files', () => {
 
   it('turns $${ into a literal ${', () => {
     const config = validConfig(credential('', 'client_secret: "pa$${x}ss"\n'));
-    expect(config.credentials.get('orders')!.clientSecret).toBe('pa${x}ss');
+    expect(secretOf(config, 'orders')).toEqual({ value: 'pa${x}ss' });
   });
 
   it('interpolates other string keys too, naming their path on failure', () => {
@@ -412,7 +430,8 @@ describe('validateConfig: tls.ca_file', () => {
   it('reads a PEM CA, resolving a relative path against baseDir', () => {
     const src = sources({}, { '/etc/token-injector/ca.pem': PEM });
     const config = validConfig(credential('tls:\n  ca_file: ca.pem\n'), src);
-    expect(config.credentials.get('orders')!.tls).toEqual({ ca: PEM.replace(/\n$/, ''), caFile: 'ca.pem' });
+    expect(config.credentials.get('orders')!.tls).toEqual({ ca: PEM, caFile: '/etc/token-injector/ca.pem' });
+    expect(src.reads).toEqual(['/etc/token-injector/ca.pem']);
   });
 
   it('takes the path from ${env:}', () => {
@@ -509,9 +528,9 @@ describe('validateConfig: listen and admin.listen', () => {
     ['127.0.0.1:9090', '127.0.0.1:9090'],
   ])('rejects listen %s with admin.listen %s', (listen, admin) => {
     const port = listen.split(':').pop();
-    expect(problemsOf(`listen: "${listen}"\nadmin:\n  listen: "${admin}"\n`)).toEqual([
-      `admin.listen: must differ from listen (both use port ${port})`,
-    ]);
+    expect(
+      problemsOf(`listen: "${listen}"\nallow_remote_clients: true\nadmin:\n  listen: "${admin}"\n`),
+    ).toEqual([`admin.listen: must differ from listen (both use port ${port})`]);
   });
 
   it('rejects an admin.listen equal to the default listen', () => {
@@ -525,7 +544,9 @@ describe('validateConfig: listen and admin.listen', () => {
     ['127.0.0.1:8080', '127.0.0.1:8081'],
     ['127.0.0.1:0', '127.0.0.1:0'],
   ])('accepts listen %s with admin.listen %s', (listen, admin) => {
-    expect(problemsOf(`listen: "${listen}"\nadmin:\n  listen: "${admin}"\n`)).toEqual([]);
+    expect(
+      problemsOf(`listen: "${listen}"\nallow_remote_clients: true\nadmin:\n  listen: "${admin}"\n`),
+    ).toEqual([]);
   });
 });
 

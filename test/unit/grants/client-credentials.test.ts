@@ -1,33 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import type { CredentialConfig } from '../../../src/config/types.js';
-import { clientCredentialsForm } from '../../../src/grants/client-credentials.js';
+import { clientCredentialsGrant } from '../../../src/grants/client-credentials.js';
+import { credentialConfig, scoped } from '../fixtures.js';
 
-function credential(extra: Partial<CredentialConfig> = {}): CredentialConfig {
-  return {
-    name: 'orders',
-    tokenEndpoint: new URL('https://idp.example.com/token'),
-    grantType: 'client_credentials',
-    clientId: 'id',
-    clientSecret: 'secret',
-    authMethod: 'client_secret_basic',
-    params: {},
-    prefetch: false,
-    timeoutMs: 10_000,
-    refreshAhead: 0.8,
-    tls: {},
-    ...extra,
-  };
-}
-
-describe('clientCredentialsForm (RFC 6749 §4.4.2)', () => {
-  it('holds only grant_type for a bare credential, and never the client secret', () => {
-    const form = clientCredentialsForm(credential());
+describe('clientCredentialsGrant (RFC 6749 §4.4.2)', () => {
+  it('holds only grant_type for a bare credential, and never the client secret', async () => {
+    const form = await clientCredentialsGrant(credentialConfig()).form(scoped({}));
     expect(form.toString()).toBe('grant_type=client_credentials');
   });
 
-  it('adds scope, audience and resource when configured', () => {
-    const form = clientCredentialsForm(
-      credential({ scope: 'orders.read orders.write', audience: 'https://api', resource: 'https://orders/' }),
+  it('adds scope, audience and resource of the context', async () => {
+    const form = await clientCredentialsGrant(credentialConfig()).form(
+      scoped({ scope: 'orders.read orders.write', audience: 'https://api', resource: 'https://orders/' }),
     );
     expect(Object.fromEntries(form)).toEqual({
       grant_type: 'client_credentials',
@@ -38,19 +21,34 @@ describe('clientCredentialsForm (RFC 6749 §4.4.2)', () => {
     expect(form.toString()).toContain('scope=orders.read+orders.write');
   });
 
-  it('adds extra params, and the configured scope, audience and resource win over them', () => {
-    const form = clientCredentialsForm(
-      credential({
-        params: { tenant: 'acme', scope: 'sneaky', audience: 'a', resource: 'r' },
-        scope: 'real',
-        audience: 'https://aud',
-        resource: 'https://res',
+  it('takes scope, audience and resource from the context, not from the credential', async () => {
+    // The context holds what is in force (a route override, else the credential's own values).
+    const cred = credentialConfig({
+      scope: 'credential-scope',
+      audience: 'https://cred',
+      resource: 'https://cred/r',
+    });
+    const form = await clientCredentialsGrant(cred).form(scoped({ scope: 'route-scope' }));
+    expect(Object.fromEntries(form)).toEqual({ grant_type: 'client_credentials', scope: 'route-scope' });
+  });
+
+  it('adds extra params, and the scope, audience and resource in force win over them', async () => {
+    const form = await clientCredentialsGrant(
+      credentialConfig({
+        params: { tenant: 'acme', scope: 'sneaky', audience: 'a', resource: 'r', grant_type: 'password' },
       }),
-    );
+    ).form(scoped({ scope: 'real', audience: 'https://aud', resource: 'https://res' }));
     expect(form.getAll('tenant')).toEqual(['acme']);
     expect(form.getAll('scope')).toEqual(['real']);
     expect(form.getAll('audience')).toEqual(['https://aud']);
     expect(form.getAll('resource')).toEqual(['https://res']);
     expect(form.getAll('grant_type')).toEqual(['client_credentials']);
+  });
+
+  it('builds a new form for every request', async () => {
+    const grant = clientCredentialsGrant(credentialConfig());
+    const a = await grant.form(scoped({}));
+    a.set('client_id', 'added-by-client-auth');
+    expect((await grant.form(scoped({}))).toString()).toBe('grant_type=client_credentials');
   });
 });

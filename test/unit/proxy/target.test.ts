@@ -44,8 +44,8 @@ describe('parseTarget: origin-form (reverse mode)', () => {
     });
   });
 
-  it('does not normalise the path', () => {
-    expect(parseTarget(req('/a/../b//c', { host: 'h' })).path).toBe('/a/../b//c');
+  it('normalises the path it matches and forwards (dot segments, empty segments)', () => {
+    expect(parseTarget(req('/a/../b//c', { host: 'h' })).path).toBe('/b/c');
   });
 
   it('rejects a request without Host', () => {

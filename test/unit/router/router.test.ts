@@ -12,7 +12,13 @@ function route(name: string, match: RouteMatch = {}): RouteConfig {
     credential: 'orders',
     header: 'Authorization',
     prefix: 'Bearer ',
+    tokenScope: {},
     tls: {},
+    retryOn401: false,
+    replayBufferBytes: 64 * 1024,
+    connectTimeoutMs: 5_000,
+    responseTimeoutMs: 30_000,
+    allowInsecureHttp: false,
   };
 }
 

@@ -1,0 +1,273 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { expiryOf, RequestTokens } from '../../../src/credentials/request-tokens.js';
+import type { TokenSourceEvents } from '../../../src/credentials/token-source.js';
+import { AssertionExpiredError, AssertionMissingError } from '../../../src/errors.js';
+import type { Token } from '../../../src/token-endpoint/token.js';
+
+const NOW = Date.UTC(2030, 0, 1);
+const HOUR = 3_600_000;
+
+/** An (unsigned) JWT with these claims: the cache reads `exp` without verifying. */
+function jwt(claims: Record<string, unknown>): string {
+  const part = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${part({ alg: 'RS256', typ: 'JWT' })}.${part(claims)}.c2lnbmF0dXJl`;
+}
+
+function saml(notOnOrAfter: number): string {
+  return `<saml:Assertion><saml:Conditions NotOnOrAfter="${new Date(notOnOrAfter).toISOString()}"/></saml:Assertion>`;
+}
+
+/** A fetch answering a token of `lifetime` named after the request's values, counting calls. */
+function fetcher(lifetime = HOUR) {
+  return vi.fn(async (request: ReadonlyMap<string, string>, _previous: Token | undefined): Promise<Token> => {
+    const now = Date.now();
+    return {
+      accessToken: `token-for-${[...request.values()].join('+')}`,
+      tokenType: 'Bearer',
+      issuedAt: now,
+      expiresAt: now + lifetime,
+    };
+  });
+}
+
+const caches: RequestTokens[] = [];
+function cache(opts: {
+  fetch: ReturnType<typeof fetcher>;
+  headers?: string[];
+  maxEntries?: number;
+  events?: TokenSourceEvents;
+}): RequestTokens {
+  const c = new RequestTokens({
+    name: 'obo',
+    headers: opts.headers ?? ['x-assertion'],
+    maxEntries: opts.maxEntries ?? 100,
+    fetch: opts.fetch,
+    ...(opts.events ? { events: opts.events } : {}),
+  });
+  caches.push(c);
+  return c;
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: NOW });
+});
+
+afterEach(() => {
+  for (const c of caches.splice(0)) c.close();
+  vi.useRealTimers();
+});
+
+describe('RequestTokens', () => {
+  it('fetches once per distinct assertion and serves repeats from the cache', async () => {
+    const fetch = fetcher();
+    const tokens = cache({ fetch });
+    const a = jwt({ sub: 'alice', exp: NOW / 1000 + 600 });
+    const b = jwt({ sub: 'bob', exp: NOW / 1000 + 600 });
+    expect((await tokens.get({ 'x-assertion': a })).accessToken).toBe(`token-for-${a}`);
+    expect((await tokens.get({ 'x-assertion': a })).accessToken).toBe(`token-for-${a}`);
+    expect(fetch).toHaveBeenCalledTimes(1);
+    expect((await tokens.get({ 'x-assertion': b })).accessToken).toBe(`token-for-${b}`);
+    expect(fetch).toHaveBeenCalledTimes(2);
+    expect(tokens.size).toBe(2);
+  });
+
+  it('shares one fetch among concurrent requests with the same assertion', async () => {
+    const fetch = fetcher();
+    const tokens = cache({ fetch });
+    const [x, y, z] = await Promise.all([
+      tokens.get({ 'x-assertion': 'opaque-1' }),
+      tokens.get({ 'x-assertion': 'opaque-1' }),
+      tokens.get({ 'x-assertion': ' opaque-1 ' }),
+    ]);
+    expect(fetch).toHaveBeenCalledTimes(1);
+    expect(y).toBe(x);
+    expect(z).toBe(x);
+  });
+
+  it('passes the trimmed values by lower-case header name, and the first of repeated headers', async () => {
+    const fetch = fetcher();
+    const tokens = cache({ fetch, headers: ['x-subject', 'x-actor'] });
+    await tokens.get({ 'x-subject': ['  subj  ', 'ignored'], 'x-actor': 'act' });
+    expect(fetch).toHaveBeenCalledTimes(1);
+    expect([...fetch.mock.calls[0]![0]]).toEqual([
+      ['x-subject', 'subj'],
+      ['x-actor', 'act'],
+    ]);
+    expect(fetch.mock.calls[0]![1]).toBeUndefined();
+  });
+
+  it('keys the cache on every header: another actor is another token', async () => {
+    const fetch = fetcher();
+    const tokens = cache({ fetch, headers: ['x-subject', 'x-actor'] });
+    await tokens.get({ 'x-subject': 's', 'x-actor': 'a1' });
+    await tokens.get({ 'x-subject': 's', 'x-actor': 'a2' });
+    await tokens.get({ 'x-subject': 's', 'x-actor': 'a1' });
+    expect(fetch).toHaveBeenCalledTimes(2);
+  });
+
+  it.each([
+    ['absent', {}],
+    ['empty', { 'x-assertion': '' }],
+    ['blank', { 'x-assertion': '   ' }],
+    ['an empty list', { 'x-assertion': [] as string[] }],
+  ])(
+    'rejects a request whose header is %s with AssertionMissingError, without a fetch',
+    async (_what, headers) => {
+      const fetch = fetcher();
+      const err = await cache({ fetch })
+        .get(headers)
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AssertionMissingError);
+      expect((err as AssertionMissingError).header).toBe('x-assertion');
+      expect(fetch).not.toHaveBeenCalled();
+    },
+  );
+
+  it('needs every header', async () => {
+    const fetch = fetcher();
+    const err = await cache({ fetch, headers: ['x-subject', 'x-actor'] })
+      .get({ 'x-subject': 's' })
+      .catch((e: unknown) => e);
+    expect((err as AssertionMissingError).header).toBe('x-actor');
+    expect(fetch).not.toHaveBeenCalled();
+  });
+
+  it.each([
+    ['a JWT whose exp has passed', jwt({ exp: NOW / 1000 - 1 })],
+    ['a JWT expiring right now', jwt({ exp: NOW / 1000 })],
+    ['a SAML assertion past NotOnOrAfter', saml(NOW - 1000)],
+  ])('rejects %s with AssertionExpiredError, without a fetch', async (_what, assertion) => {
+    const fetch = fetcher();
+    const tokens = cache({ fetch });
+    const err = await tokens.get({ 'x-assertion': assertion }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AssertionExpiredError);
+    expect((err as AssertionExpiredError).code).toBe('assertion_expired');
+    expect(fetch).not.toHaveBeenCalled();
+    expect(tokens.size).toBe(0);
+  });
+
+  it('uses the time it is given to judge expiry', async () => {
+    const fetch = fetcher();
+    const assertion = jwt({ exp: NOW / 1000 + 60 });
+    await expect(cache({ fetch }).get({ 'x-assertion': assertion }, NOW + 61_000)).rejects.toBeInstanceOf(
+      AssertionExpiredError,
+    );
+    expect(fetch).not.toHaveBeenCalled();
+  });
+
+  it('rejects an assertion that expired while its token was cached', async () => {
+    const fetch = fetcher();
+    const tokens = cache({ fetch });
+    const assertion = jwt({ exp: NOW / 1000 + 600 });
+    await tokens.get({ 'x-assertion': assertion });
+    vi.setSystemTime(NOW + 601_000);
+    await expect(tokens.get({ 'x-assertion': assertion })).rejects.toBeInstanceOf(AssertionExpiredError);
+    expect(fetch).toHaveBeenCalledTimes(1);
+  });
+
+  it('never lets a token outlive the JWT assertion it was exchanged for', async () => {
+    const exp = NOW / 1000 + 600;
+    const token = await cache({ fetch: fetcher(HOUR) }).get({ 'x-assertion': jwt({ exp }) });
+    expect(token.expiresAt).toBe(exp * 1000);
+    expect(token.issuedAt).toBe(NOW);
+  });
+
+  it('never lets a token outlive a SAML assertion either', async () => {
+    const token = await cache({ fetch: fetcher(HOUR) }).get({ 'x-assertion': saml(NOW + 300_000) });
+    expect(token.expiresAt).toBe(NOW + 300_000);
+  });
+
+  it('keeps a token that expires before the assertion as it is', async () => {
+    const token = await cache({ fetch: fetcher(60_000) }).get({
+      'x-assertion': jwt({ exp: NOW / 1000 + 600 }),
+    });
+    expect(token.expiresAt).toBe(NOW + 60_000);
+  });
+
+  it('bounds by the earliest of several assertions', async () => {
+    const token = await cache({ fetch: fetcher(HOUR), headers: ['x-subject', 'x-actor'] }).get({
+      'x-subject': jwt({ exp: NOW / 1000 + 900 }),
+      'x-actor': jwt({ exp: NOW / 1000 + 300 }),
+    });
+    expect(token.expiresAt).toBe(NOW + 300_000);
+  });
+
+  it('keeps the server lifetime for opaque values without an expiry', async () => {
+    const token = await cache({ fetch: fetcher(HOUR) }).get({ 'x-assertion': 'opaque' });
+    expect(token.expiresAt).toBe(NOW + HOUR);
+  });
+
+  it('fetches again, with the previous token, once the cached token is no longer usable', async () => {
+    const fetch = fetcher(100_000);
+    const tokens = cache({ fetch });
+    const first = await tokens.get({ 'x-assertion': 'opaque' });
+    vi.setSystemTime(NOW + 99_000);
+    const second = await tokens.get({ 'x-assertion': 'opaque' });
+    expect(fetch).toHaveBeenCalledTimes(2);
+    expect(fetch.mock.calls[1]![1]).toBe(first);
+    expect(second).not.toBe(first);
+  });
+
+  it('does not cache a failure: the next request tries again', async () => {
+    const fetch = fetcher();
+    fetch.mockRejectedValueOnce(new Error('endpoint down'));
+    const tokens = cache({ fetch });
+    await expect(tokens.get({ 'x-assertion': 'opaque' })).rejects.toThrow('endpoint down');
+    expect((await tokens.get({ 'x-assertion': 'opaque' })).accessToken).toBe('token-for-opaque');
+    expect(fetch).toHaveBeenCalledTimes(2);
+  });
+
+  it('evicts the least recently used entry beyond maxEntries', async () => {
+    const fetch = fetcher();
+    const tokens = cache({ fetch, maxEntries: 2 });
+    const get = (v: string) => tokens.get({ 'x-assertion': v });
+    await get('a');
+    await get('b');
+    await get('a'); // a is now the most recently used
+    await get('c'); // evicts b
+    expect(tokens.size).toBe(2);
+    expect(fetch).toHaveBeenCalledTimes(3);
+    await get('a');
+    await get('c');
+    expect(fetch).toHaveBeenCalledTimes(3);
+    await get('b'); // fetched again; evicts a
+    expect(fetch).toHaveBeenCalledTimes(4);
+    expect(tokens.size).toBe(2);
+    await get('a');
+    expect(fetch).toHaveBeenCalledTimes(5);
+  });
+
+  it('reports hits and misses', async () => {
+    const events = { cacheHit: vi.fn(), cacheMiss: vi.fn() };
+    const tokens = cache({ fetch: fetcher(), events });
+    await tokens.get({ 'x-assertion': 'a' });
+    await tokens.get({ 'x-assertion': 'a' });
+    await tokens.get({ 'x-assertion': 'b' });
+    expect(events.cacheMiss).toHaveBeenCalledTimes(2);
+    expect(events.cacheHit).toHaveBeenCalledTimes(1);
+  });
+
+  it('forgets every token on close()', async () => {
+    const fetch = fetcher();
+    const tokens = cache({ fetch });
+    await tokens.get({ 'x-assertion': 'a' });
+    tokens.close();
+    expect(tokens.size).toBe(0);
+    await tokens.get({ 'x-assertion': 'a' });
+    expect(fetch).toHaveBeenCalledTimes(2);
+  });
+});
+
+describe('expiryOf', () => {
+  it.each([
+    ['a JWT with exp', jwt({ exp: 1_900_000_000 }), 1_900_000_000_000],
+    ['a JWT without exp', jwt({ sub: 'a' }), undefined],
+    ['a JWT with a non-numeric exp', jwt({ exp: 'soon' }), undefined],
+    ['a SAML assertion', saml(NOW), NOW],
+    ['a base64 SAML assertion', Buffer.from(saml(NOW)).toString('base64'), NOW],
+    ['an opaque token', 'abc123', undefined],
+    ['something shaped like a JWT that is not one', 'a.b.c', undefined],
+  ])('reads %s', (_what, value, expected) => {
+    expect(expiryOf(value)).toBe(expected);
+  });
+});
