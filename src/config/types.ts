@@ -54,6 +54,8 @@ export interface TlsClient extends TlsTrust {
 export interface SigningKeyConfig {
   readonly key: FileBacked;
   readonly alg: SigningAlg;
+  /** No `signing_alg` was configured: a rotated key of another type gets its own algorithm. */
+  readonly algInferred?: boolean;
   readonly keyId?: string;
   /** PEM certificate of the key, for the `x5t#S256` header. */
   readonly certificate?: FileBacked;

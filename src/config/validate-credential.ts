@@ -369,6 +369,7 @@ function signingKey(c: Checker, obj: Obj, path: string): SigningKeyConfig | unde
   return {
     key: keyFile,
     alg,
+    algInferred: configured === undefined,
     ...(keyId !== undefined ? { keyId } : {}),
     ...(certificate ? { certificate } : {}),
   };

@@ -1,7 +1,7 @@
 import type { SigningKeyConfig } from '../config/types.js';
 import type { FileSet } from '../files/live-file.js';
 import type { AssertionKey } from './assertion.js';
-import { certificateThumbprint, parsePrivateKey } from './signing-key.js';
+import { algorithmsFor, certificateThumbprint, parsePrivateKey } from './signing-key.js';
 
 /**
  * The current signing key of a configured key file, parsed again only when the file (or its
@@ -18,9 +18,16 @@ export function liveSigningKey(cfg: SigningKeyConfig, files: FileSet): () => Ass
     const certText = certValue?.read();
     if (current === undefined || keyText !== lastKeyText || certText !== lastCertText) {
       const x5tS256 = certText !== undefined ? certificateThumbprint(certText) : undefined;
+      const key = parsePrivateKey(keyText);
+      const usable = algorithmsFor(key);
+      if (cfg.algInferred ? usable.length === 0 : !usable.includes(cfg.alg)) {
+        throw new Error(
+          `the rotated key (${key.asymmetricKeyType}) cannot sign with ${cfg.algInferred ? 'any supported algorithm' : `signing_alg ${cfg.alg}`}`,
+        );
+      }
       current = {
-        key: parsePrivateKey(keyText),
-        alg: cfg.alg,
+        key,
+        alg: cfg.algInferred ? usable[0]! : cfg.alg,
         ...(cfg.keyId !== undefined ? { keyId: cfg.keyId } : {}),
         ...(x5tS256 !== undefined ? { x5tS256 } : {}),
       };

@@ -9,6 +9,8 @@ export interface ForwardRequest {
   readonly origin?: string;
   readonly path: string;
   readonly headers: string[];
+  /** Named in error bodies. */
+  readonly route?: string;
   /** Called once the upstream's response headers arrive. */
   readonly onResponse?: (status: number) => void;
 }
@@ -61,7 +63,7 @@ export async function forward(
       res.destroy();
       return status;
     }
-    return sendError(res, upstreamError(err));
+    return sendError(res, upstreamError(err), fwd.route !== undefined ? { route: fwd.route } : {});
   } finally {
     res.off('close', onClose);
   }

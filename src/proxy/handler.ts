@@ -62,6 +62,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     const status = await forward(upstreams.forRoute(matched), req, res, {
       path: upstreamPath(matched, target.path),
       headers,
+      route: matched.name,
       onResponse: () =>
         metrics.upstreamDuration.observe({ route: matched.name }, (performance.now() - started) / 1000),
     });
