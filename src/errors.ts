@@ -87,12 +87,15 @@ export class TokenEndpointRejectedError extends TokenError {
   readonly status: number;
   readonly oauthError: string | undefined;
   readonly oauthErrorDescription: string | undefined;
+  /** The server's Retry-After (429, 503), in milliseconds. */
+  readonly retryAfterMs: number | undefined;
 
   constructor(
     credential: string,
     status: number,
     oauthError: string | undefined,
     oauthErrorDescription: string | undefined,
+    retryAfterMs?: number,
   ) {
     const what = oauthError
       ? `${oauthError}${oauthErrorDescription ? ` (${oauthErrorDescription})` : ''}`
@@ -101,6 +104,7 @@ export class TokenEndpointRejectedError extends TokenError {
     this.status = status;
     this.oauthError = oauthError;
     this.oauthErrorDescription = oauthErrorDescription;
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
@@ -189,4 +193,25 @@ export class AssertionInvalidError extends TokenInjectorError {
  */
 export class CredentialInputError extends TokenError {
   readonly code = 'credential_input_unavailable' as const;
+}
+
+/**
+ * A credential's token endpoint failed and its next attempt is not due yet: the request fails
+ * fast with the last failure's code (so the same status) and a Retry-After, instead of waiting
+ * or adding load to a provider that is down.
+ */
+export class CredentialBackoffError extends TokenError {
+  readonly code: TokenError['code'];
+  readonly retryAfterSeconds: number;
+
+  constructor(credential: string, last: unknown, retryAfterSeconds: number) {
+    const base = last instanceof TokenError ? last : undefined;
+    super(
+      credential,
+      `${base?.message ?? 'the token endpoint is failing'}; next attempt in ${retryAfterSeconds}s`,
+      { cause: last },
+    );
+    this.code = base?.code ?? 'token_endpoint_unreachable';
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
 }

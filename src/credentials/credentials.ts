@@ -7,13 +7,15 @@ import type { Logger } from '../log.js';
 import type { Token } from '../token-endpoint/token.js';
 import { RequestTokens } from './request-tokens.js';
 import { TokenProvider } from './token-provider.js';
-import { TokenSource, type TokenSourceEvents, type TokenState } from './token-source.js';
+import { type RetryPolicy, TokenSource, type TokenSourceEvents, type TokenState } from './token-source.js';
 
 /** How a route gets its token for one request. */
 export interface RouteTokens {
   /** Lower-case request headers that carry the app's assertions: consumed, never forwarded. */
   readonly consumedHeaders: readonly string[];
   token(headers: IncomingHttpHeaders): Promise<Token>;
+  /** Drops `accessToken` from the cache (an upstream refused it), if it is still the cached one. */
+  invalidate(headers: IncomingHttpHeaders, accessToken: string): void;
 }
 
 /**
@@ -53,7 +55,9 @@ export class Credentials {
       source = new TokenSource({
         name,
         refreshAhead: provider.credential.refreshAhead,
-        fetch: (previous) => provider.requestToken({ tokenScope: scope, ...(previous ? { previous } : {}) }),
+        retry: retryPolicy(provider.credential),
+        fetch: (previous, deadline) =>
+          provider.requestToken({ tokenScope: scope, deadline, ...(previous ? { previous } : {}) }),
         events: this.#events(name),
       });
       this.#sources.set(key, source);
@@ -67,7 +71,11 @@ export class Credentials {
     const headers = requestHeaders(inputsOf(provider.credential));
     if (headers.length === 0) {
       const source = this.source(route.credential, route.tokenScope);
-      return { consumedHeaders: [], token: () => source.get() };
+      return {
+        consumedHeaders: [],
+        token: () => source.get(),
+        invalidate: (_h, accessToken) => source.invalidate(accessToken),
+      };
     }
     const scope = effectiveScope(provider.credential, route.tokenScope);
     const key = `${route.credential}\n${scope.scope ?? ''}\n${scope.audience ?? ''}\n${scope.resource ?? ''}`;
@@ -77,14 +85,19 @@ export class Credentials {
         name: route.credential,
         headers,
         maxEntries: maxEntriesOf(provider.credential),
-        fetch: (request, previous) =>
-          provider.requestToken({ tokenScope: scope, request, ...(previous ? { previous } : {}) }),
+        retry: retryPolicy(provider.credential),
+        fetch: (request, previous, deadline) =>
+          provider.requestToken({ tokenScope: scope, request, deadline, ...(previous ? { previous } : {}) }),
         events: this.#events(route.credential),
       });
       this.#requestTokens.set(key, cache);
     }
     const requestTokens = cache;
-    return { consumedHeaders: headers, token: (h) => requestTokens.get(h) };
+    return {
+      consumedHeaders: headers,
+      token: (h) => requestTokens.get(h),
+      invalidate: (h, accessToken) => requestTokens.invalidate(h, accessToken),
+    };
   }
 
   /** Every token cache of one credential that does not depend on request values. */
@@ -166,6 +179,14 @@ export class Credentials {
       refreshFailed,
     };
   }
+}
+
+function retryPolicy(cred: CredentialConfig): RetryPolicy {
+  return {
+    deadlineMs: cred.timeoutMs,
+    initialBackoffMs: cred.initialBackoffMs,
+    maxBackoffMs: cred.maxBackoffMs,
+  };
 }
 
 function effectiveScope(cred: CredentialConfig, overrides: TokenScope): TokenScope {

@@ -3,7 +3,13 @@ import { decodeJwt } from 'jose';
 import { AssertionExpiredError, AssertionMissingError } from '../errors.js';
 import { samlNotOnOrAfter } from '../grants/saml.js';
 import type { Token } from '../token-endpoint/token.js';
-import { TokenSource, type TokenSourceEvents } from './token-source.js';
+import { type RetryPolicy, TokenSource, type TokenSourceEvents } from './token-source.js';
+
+type Fetch = (
+  request: ReadonlyMap<string, string>,
+  previous: Token | undefined,
+  deadline: number,
+) => Promise<Token>;
 
 /**
  * Tokens obtained for values the app sends with each request (an end user's assertion or
@@ -14,7 +20,8 @@ export class RequestTokens {
   readonly #entries = new Map<string, TokenSource>();
   readonly #headers: readonly string[];
   readonly #maxEntries: number;
-  readonly #fetch: (request: ReadonlyMap<string, string>, previous: Token | undefined) => Promise<Token>;
+  readonly #fetch: Fetch;
+  readonly #retry: RetryPolicy | undefined;
   readonly #events: TokenSourceEvents | undefined;
   readonly #name: string;
 
@@ -23,9 +30,11 @@ export class RequestTokens {
     /** Lower-case names of the request headers that carry the values. */
     headers: readonly string[];
     maxEntries: number;
-    fetch: (request: ReadonlyMap<string, string>, previous: Token | undefined) => Promise<Token>;
+    fetch: Fetch;
+    retry?: RetryPolicy;
     events?: TokenSourceEvents;
   }) {
+    this.#retry = opts.retry;
     this.#name = opts.name;
     this.#headers = opts.headers;
     this.#maxEntries = opts.maxEntries;
@@ -50,9 +59,7 @@ export class RequestTokens {
       if (expiry !== undefined) bound = Math.min(bound, expiry);
       values.set(name, value);
     }
-    const key = createHash('sha256')
-      .update([...values.values()].join('\n'))
-      .digest('base64url');
+    const key = this.#key(headers)!;
     let source = this.#entries.get(key);
     if (source) {
       // Most recently used goes last; the first entry is the one to evict.
@@ -63,8 +70,9 @@ export class RequestTokens {
         name: this.#name,
         refreshAhead: undefined,
         ...(this.#events ? { events: this.#events } : {}),
-        fetch: async (previous) => {
-          const token = await this.#fetch(values, previous);
+        ...(this.#retry ? { retry: this.#retry } : {}),
+        fetch: async (previous, deadline) => {
+          const token = await this.#fetch(values, previous, deadline);
           // Never past the assertion's own end: after it, the app must send a new one.
           return token.expiresAt > bound ? { ...token, expiresAt: bound } : token;
         },
@@ -77,6 +85,23 @@ export class RequestTokens {
       }
     }
     return source.get();
+  }
+
+  /** Drops a token an upstream refused, so the next request with these values fetches anew. */
+  invalidate(headers: Readonly<Record<string, string | string[] | undefined>>, accessToken: string): void {
+    const key = this.#key(headers);
+    if (key !== undefined) this.#entries.get(key)?.invalidate(accessToken);
+  }
+
+  #key(headers: Readonly<Record<string, string | string[] | undefined>>): string | undefined {
+    const values: string[] = [];
+    for (const name of this.#headers) {
+      const raw = headers[name];
+      const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
+      if (!value) return undefined;
+      values.push(value);
+    }
+    return createHash('sha256').update(values.join('\n')).digest('base64url');
   }
 
   close(): void {

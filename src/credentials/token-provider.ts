@@ -109,6 +109,7 @@ export class TokenProvider {
       await this.#authenticate(form, headers);
       let token = await this.#endpoint.post(form, headers, {
         extraTokenTypes: [...this.credential.tokenTypes, ...(this.#grant.extraTokenTypes ?? [])],
+        ...(ctx.deadline !== undefined ? { deadline: ctx.deadline } : {}),
       });
       const seconds = (performance.now() - started) / 1000;
       // §6: a server that does not rotate refresh tokens keeps the one we have valid.

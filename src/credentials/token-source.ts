@@ -1,6 +1,13 @@
+import { CredentialBackoffError, TokenError } from '../errors.js';
 import type { Token } from '../token-endpoint/token.js';
 
-export type TokenState = 'empty' | 'fresh' | 'refreshing' | 'expired';
+/**
+ * - `empty`: no token yet, no failure; `expired`: the token ran out and nobody asked since;
+ * - `fresh`: a usable token; `refreshing`: usable, with a fetch in progress;
+ * - `stale`: a refresh failed, and the token is served until its real expiry;
+ * - `failing`: no usable token, and the last fetch failed: requests fail fast until the next probe.
+ */
+export type TokenState = 'empty' | 'fresh' | 'refreshing' | 'stale' | 'expired' | 'failing';
 
 /** Hooks for metrics and logs, so the cache itself stays free of I/O. */
 export interface TokenSourceEvents {
@@ -10,18 +17,27 @@ export interface TokenSourceEvents {
   refreshFailed?(error: unknown, retryInMs: number): void;
 }
 
+/** How failures are retried. Transient ones are retried with backoff within one deadline. */
+export interface RetryPolicy {
+  /** The time one fetch (all its attempts) may take: the credential's `timeout`. */
+  readonly deadlineMs: number;
+  readonly initialBackoffMs: number;
+  readonly maxBackoffMs: number;
+}
+
 export interface TokenSourceOptions {
   readonly name: string;
   /**
-   * Obtains a new token from the authorization server; called at most once at a time, with the
-   * token it replaces (whose refresh token the password grant uses).
+   * One attempt at a new token; called at most once at a time, with the token it replaces (whose
+   * refresh token the password grant uses) and the time by which it must be done.
    */
-  readonly fetch: (previous: Token | undefined) => Promise<Token>;
+  readonly fetch: (previous: Token | undefined, deadline: number) => Promise<Token>;
   /**
    * Fraction of the usable lifetime after which a background refresh starts (0..1); undefined
    * for no background refresh (tokens of per-request assertions are renewed on demand).
    */
   readonly refreshAhead: number | undefined;
+  readonly retry?: RetryPolicy;
   readonly events?: TokenSourceEvents;
   readonly now?: () => number;
   readonly random?: () => number;
@@ -35,6 +51,7 @@ const MAX_SAFETY_MS = 30_000;
  */
 const MIN_SAFETY_MS = 1_000;
 const JITTER = 0.05;
+const DEFAULT_RETRY: RetryPolicy = { deadlineMs: 10_000, initialBackoffMs: 250, maxBackoffMs: 30_000 };
 
 export function usableUntil(token: Token): number {
   const lifetime = token.expiresAt - token.issuedAt;
@@ -43,9 +60,41 @@ export function usableUntil(token: Token): number {
 }
 
 /**
+ * Whether a failure may succeed if tried again: connection errors, timeouts, 5xx and 429. OAuth
+ * errors such as `invalid_client` or `invalid_grant` and unusable answers are permanent: trying
+ * again only adds load to a provider that already said no.
+ */
+export function isTransient(error: unknown): boolean {
+  if (!(error instanceof TokenError)) return false;
+  switch (error.code) {
+    case 'token_endpoint_unreachable':
+    case 'token_endpoint_timeout':
+    case 'credential_input_unavailable':
+      return true;
+    case 'token_endpoint_rejected': {
+      const { status, oauthError } = error as TokenError & { status: number; oauthError?: string };
+      return (
+        (status >= 500 || status === 429) &&
+        (oauthError === undefined ||
+          oauthError === 'temporarily_unavailable' ||
+          oauthError === 'server_error')
+      );
+    }
+    default:
+      return false;
+  }
+}
+
+/**
  * The cached token of one credential. Any number of concurrent callers that find no usable token
- * share one fetch (single flight); a usable token is refreshed in the background before it
- * runs out, so callers never wait while a valid token exists and never get an expired one.
+ * share one fetch (single flight); a usable token is refreshed in the background before it runs
+ * out, so callers never wait while a valid token exists and never get an expired one.
+ *
+ * When the token endpoint fails, transient failures are retried with exponential backoff and
+ * jitter (or the server's Retry-After) within the fetch's deadline. A token whose refresh fails is
+ * served until its real expiry (stale-while-error). Without a usable token, callers fail fast
+ * until the backoff step ends, and then one fetch probes the endpoint: however many requests
+ * arrive, a failing endpoint sees at most one request per backoff step.
  */
 export class TokenSource {
   readonly name: string;
@@ -53,22 +102,40 @@ export class TokenSource {
   #inflight: Promise<Token> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #lastError: unknown;
+  /** A token an upstream refused: never served again, though kept for its refresh token. */
+  #revoked: string | undefined;
+  /** Consecutive failed attempts; sets the next backoff step. */
+  #failures = 0;
+  /** No new attempt before this time (epoch ms) while failing. */
+  #retryAt = 0;
   #closed = false;
+  /** The backoff wait between attempts, ended early by close(). */
+  #sleep: { timer: NodeJS.Timeout; wake: () => void } | undefined;
   readonly #opts: TokenSourceOptions;
+  readonly #retry: RetryPolicy;
   readonly #now: () => number;
   readonly #random: () => number;
 
   constructor(opts: TokenSourceOptions) {
     this.name = opts.name;
     this.#opts = opts;
+    this.#retry = opts.retry ?? DEFAULT_RETRY;
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
   }
 
-  /** The cached token if it is usable right now; never waits, never fetches. */
+  /**
+   * The cached token if it may be used right now; never waits, never fetches. Past the safety
+   * margin the token is still served while a refresh is under way or failing, until one second
+   * before its real expiry.
+   */
   peek(): Token | undefined {
     const token = this.#token;
-    return token !== undefined && this.#now() < usableUntil(token) ? token : undefined;
+    if (token === undefined || token.accessToken === this.#revoked) return undefined;
+    const now = this.#now();
+    if (now < usableUntil(token)) return token;
+    const renewing = this.#inflight !== undefined || this.#lastError !== undefined;
+    return renewing && now < token.expiresAt - MIN_SAFETY_MS ? token : undefined;
   }
 
   /** A usable token: the cached one, or the result of the (shared) fetch in progress or started now. */
@@ -79,11 +146,33 @@ export class TokenSource {
       return Promise.resolve(token);
     }
     this.#opts.events?.cacheMiss?.();
+    if (this.#inflight) return this.#inflight;
+    const wait = this.#retryAt - this.#now();
+    if (wait > 0 && this.#lastError !== undefined) {
+      // Fail fast: the endpoint is failing and its next probe is not due yet.
+      return Promise.reject(this.#backoffError(wait));
+    }
     return this.#fetch();
   }
 
+  /**
+   * Forgets the cached token if it is still `accessToken` (an upstream said it is invalid), so
+   * the next caller fetches a new one. A token already replaced is left alone.
+   */
+  invalidate(accessToken: string): void {
+    if (this.#token?.accessToken !== accessToken) return;
+    this.#revoked = accessToken;
+    // A failure backoff must not block this fetch: the endpoint did nothing wrong.
+    this.#retryAt = 0;
+  }
+
   get state(): TokenState {
-    if (this.peek()) return this.#inflight ? 'refreshing' : 'fresh';
+    const usable = this.peek();
+    if (usable) {
+      if (this.#lastError !== undefined) return 'stale';
+      return this.#inflight ? 'refreshing' : 'fresh';
+    }
+    if (this.#lastError !== undefined) return 'failing';
     return this.#token ? 'expired' : 'empty';
   }
 
@@ -92,6 +181,7 @@ export class TokenSource {
     return this.#token ? (this.#token.expiresAt - this.#now()) / 1000 : undefined;
   }
 
+  /** The error of the last failed attempt, until an attempt succeeds. */
   get lastError(): unknown {
     return this.#lastError;
   }
@@ -99,22 +189,15 @@ export class TokenSource {
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
+    if (this.#sleep) {
+      clearTimeout(this.#sleep.timer);
+      this.#sleep.wake();
+    }
   }
 
   #fetch(): Promise<Token> {
     if (this.#inflight) return this.#inflight;
-    const flight = this.#opts.fetch(this.#token).then(
-      (token) => {
-        this.#token = token;
-        this.#lastError = undefined;
-        this.#scheduleRefresh(token);
-        return token;
-      },
-      (error: unknown) => {
-        this.#lastError = error;
-        throw error;
-      },
-    );
+    const flight = this.#attempts();
     this.#inflight = flight;
     // Only clear the slot if no newer flight replaced it meanwhile.
     const clear = () => {
@@ -122,6 +205,48 @@ export class TokenSource {
     };
     flight.then(clear, clear);
     return flight;
+  }
+
+  /** Attempts until one succeeds, a failure is permanent, or the next try would miss the deadline. */
+  async #attempts(): Promise<Token> {
+    const deadline = this.#now() + this.#retry.deadlineMs;
+    for (;;) {
+      try {
+        const token = await this.#opts.fetch(this.#token, deadline);
+        this.#token = token;
+        this.#lastError = undefined;
+        this.#failures = 0;
+        this.#retryAt = 0;
+        this.#scheduleRefresh(token);
+        return token;
+      } catch (error) {
+        this.#lastError = error;
+        this.#failures++;
+        const delay = this.#nextDelay(error);
+        this.#retryAt = this.#now() + delay;
+        if (this.#closed || !isTransient(error) || this.#now() + delay >= deadline) throw error;
+        // Not unref'd: a caller is waiting for this token (the `token` command has nothing else).
+        await new Promise<void>((resolve) => {
+          this.#sleep = { timer: setTimeout(resolve, delay), wake: resolve };
+        });
+        this.#sleep = undefined;
+        if (this.#closed) throw error;
+      }
+    }
+  }
+
+  /** Exponential backoff with full jitter in its upper half, or longer if the server asked. */
+  #nextDelay(error: unknown): number {
+    const { initialBackoffMs, maxBackoffMs } = this.#retry;
+    const step = Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(this.#failures - 1, 30));
+    const jittered = step * (0.5 + 0.5 * this.#random());
+    const asked = (error as { retryAfterMs?: number }).retryAfterMs;
+    return Math.max(jittered, typeof asked === 'number' ? Math.min(asked, maxBackoffMs * 4) : 0);
+  }
+
+  #backoffError(waitMs: number): CredentialBackoffError {
+    const last = this.#lastError;
+    return new CredentialBackoffError(this.name, last, Math.ceil(waitMs / 1000));
   }
 
   #scheduleRefresh(token: Token): void {
@@ -145,11 +270,12 @@ export class TokenSource {
     this.#opts.events?.refreshStarted?.();
     this.#fetch().catch((error: unknown) => {
       if (this.#closed) return;
-      // Keep serving the current token while it lasts and try again well before it runs out.
-      const left = this.#token ? usableUntil(this.#token) - this.#now() : 0;
-      const retryIn = Math.min(60_000, Math.max(1_000, left / 4));
+      // Keep serving the current token while it lasts (stale) and probe again after the backoff.
+      const token = this.#token;
+      const left = token ? token.expiresAt - MIN_SAFETY_MS - this.#now() : 0;
+      const retryIn = Math.max(0, this.#retryAt - this.#now());
       this.#opts.events?.refreshFailed?.(error, retryIn);
-      if (left > 0) this.#arm(retryIn);
+      if (left > retryIn) this.#arm(retryIn);
     });
   }
 }

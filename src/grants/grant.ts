@@ -11,6 +11,8 @@ export interface GrantContext {
   readonly endpoint: URL;
   /** Values the app sent for `request_header` sources, by lower-case header name. */
   readonly request?: ReadonlyMap<string, string>;
+  /** Epoch ms by which this token request must be done. */
+  readonly deadline?: number;
   /** The current token of another credential (token exchange with `source: credential`). */
   readonly credentialToken: (name: string) => Promise<Token>;
 }

@@ -67,9 +67,9 @@ export function sendError(res: ServerResponse, err: TokenInjectorError, extra?: 
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
   };
-  if (err.code === 'token_endpoint_unreachable' || err.code === 'credential_input_unavailable') {
-    headers['retry-after'] = RETRY_AFTER_SECONDS;
-  }
+  const retryAfter = (err as { retryAfterSeconds?: number }).retryAfterSeconds;
+  if (retryAfter !== undefined) headers['retry-after'] = Math.max(1, retryAfter);
+  else if (statusFor(err.code) === 503) headers['retry-after'] = RETRY_AFTER_SECONDS;
   res.writeHead(status, headers);
   res.end(body);
   return status;

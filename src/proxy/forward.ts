@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
 import { sendError } from './error-response.js';
@@ -11,12 +12,22 @@ export interface ForwardRequest {
   readonly headers: string[];
   /** Named in error bodies. */
   readonly route?: string;
+  /** The request body: the client's stream, a buffered copy (replayable), or none. */
+  readonly body?: IncomingMessage | Buffer | null;
+  /**
+   * Asked when the response headers arrive: true discards this response (the caller will retry)
+   * instead of passing it to the client.
+   */
+  readonly discard?: (status: number, headers: Record<string, string | string[]>) => boolean;
   /** Called once the upstream's response headers arrive. */
   readonly onResponse?: (status: number) => void;
 }
 
-/** What happened to a forwarded request, for logs and metrics. 499: the client went away. */
-export type ForwardOutcome = number;
+/**
+ * What happened to a forwarded request, for logs and metrics: the status sent (499: the client
+ * went away), or `discarded` when `discard` chose to drop the response.
+ */
+export type ForwardOutcome = number | 'discarded';
 
 /** Logged and counted for requests whose client went away before an answer (nginx's convention). */
 export const CLIENT_CLOSED = 499;
@@ -38,6 +49,7 @@ export async function forward(
   };
   res.once('close', onClose);
   let status = 0;
+  let discarded = false;
   try {
     await dispatcher.stream(
       {
@@ -45,17 +57,22 @@ export async function forward(
         path: fwd.path,
         method: req.method as Dispatcher.HttpMethod,
         headers: fwd.headers,
-        body: hasBody(req) ? req : null,
+        body: fwd.body !== undefined ? fwd.body : hasBody(req) ? req : null,
         signal: abort.signal,
       },
       ({ statusCode, headers }) => {
-        status = statusCode;
         fwd.onResponse?.(statusCode);
-        res.writeHead(statusCode, downstreamResponseHeaders(headers as Record<string, string | string[]>));
+        const h = headers as Record<string, string | string[]>;
+        if (fwd.discard?.(statusCode, h)) {
+          discarded = true;
+          return new Writable({ write: (_chunk, _enc, done) => done() });
+        }
+        status = statusCode;
+        res.writeHead(statusCode, downstreamResponseHeaders(h));
         return res;
       },
     );
-    return status;
+    return discarded ? 'discarded' : status;
   } catch (err) {
     if (abort.signal.aborted || res.destroyed) return CLIENT_CLOSED;
     if (status !== 0) {
@@ -69,7 +86,7 @@ export async function forward(
   }
 }
 
-function hasBody(req: IncomingMessage): boolean {
+export function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   if (length !== undefined) return length !== '0';
   return req.headers['transfer-encoding'] !== undefined;

@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import { createRouter } from '../router/router.js';
 import type { Token } from '../token-endpoint/token.js';
 import { sendError } from './error-response.js';
-import { CLIENT_CLOSED, forward } from './forward.js';
+import { CLIENT_CLOSED, forward, hasBody } from './forward.js';
 import { hasOurVia, upstreamRequestHeaders } from './headers.js';
 import { type ParsedTarget, parseTarget } from './target.js';
 import type { Upstreams } from './upstreams.js';
@@ -33,6 +33,11 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
   const { config, credentials, upstreams, metrics, logger } = deps;
   const route = createRouter(config.routes);
   const tokens = new Map<string, RouteTokens>(config.routes.map((r) => [r.name, credentials.forRoute(r)]));
+  // Label children are looked up once per route, not on every request.
+  const durations = new Map(
+    config.routes.map((r) => [r.name, metrics.upstreamDuration.labels({ route: r.name })]),
+  );
+  const upstreamDuration = (name: string) => durations.get(name)!;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<[string, number]> {
     let target: ParsedTarget;
@@ -53,20 +58,47 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       return [matched.name, sendError(res, asKnown(err), { route: matched.name })];
     }
     if (res.destroyed) return [matched.name, CLIENT_CLOSED];
-    const headers = upstreamRequestHeaders(
-      req.rawHeaders,
-      { name: matched.header, value: matched.prefix + token.accessToken },
-      routeTokens.consumedHeaders,
+    // A body small enough to keep can be sent again if the upstream refuses the token.
+    const body = await replayableBody(req, matched.replayBufferBytes);
+    if (res.destroyed) return [matched.name, CLIENT_CLOSED];
+    const send = (current: Token, mayRetry: boolean) => {
+      const started = performance.now();
+      return forward(upstreams.forRoute(matched), req, res, {
+        path: upstreamPath(matched, target.path),
+        headers: upstreamRequestHeaders(
+          req.rawHeaders,
+          { name: matched.header, value: matched.prefix + current.accessToken },
+          routeTokens.consumedHeaders,
+        ),
+        body: body === undefined ? req : body,
+        route: matched.name,
+        onResponse: () => upstreamDuration(matched.name).observe((performance.now() - started) / 1000),
+        discard: (status, headers) => {
+          if (status !== 401 || !(matched.retryOn401 || saysInvalidToken(headers['www-authenticate']))) {
+            return false;
+          }
+          // The upstream refused this token: never serve it again, whatever happens next.
+          routeTokens.invalidate(req.headers, current.accessToken);
+          return mayRetry;
+        },
+      });
+    };
+    const first = await send(token, body !== undefined);
+    if (first !== 'discarded') return [matched.name, first];
+    // One retry with a new token, never more: a second 401 goes to the app as it is.
+    let fresh: Token;
+    try {
+      fresh = await routeTokens.token(req.headers);
+    } catch (err) {
+      if (res.destroyed) return [matched.name, CLIENT_CLOSED];
+      return [matched.name, sendError(res, asKnown(err), { route: matched.name })];
+    }
+    logger.debug(
+      { event: 'retry_after_401', route: matched.name },
+      'upstream refused the token; retrying once',
     );
-    const started = performance.now();
-    const status = await forward(upstreams.forRoute(matched), req, res, {
-      path: upstreamPath(matched, target.path),
-      headers,
-      route: matched.name,
-      onResponse: () =>
-        metrics.upstreamDuration.observe({ route: matched.name }, (performance.now() - started) / 1000),
-    });
-    return [matched.name, status];
+    const second = await send(fresh, false);
+    return [matched.name, second === 'discarded' ? CLIENT_CLOSED : second];
   }
 
   async function unmatched(req: IncomingMessage, res: ServerResponse, target: ParsedTarget): Promise<number> {
@@ -85,11 +117,12 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       );
     }
     const port = target.port === (target.scheme === 'https' ? 443 : 80) ? '' : `:${target.port}`;
-    return forward(upstreams.passthrough, req, res, {
+    const outcome = await forward(upstreams.passthrough, req, res, {
       origin: `${target.scheme}://${target.host}${port}`,
       path: target.path,
       headers: upstreamRequestHeaders(req.rawHeaders, undefined),
     });
+    return outcome === 'discarded' ? CLIENT_CLOSED : outcome;
   }
 
   return (req, res) => {
@@ -119,6 +152,30 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       },
     );
   };
+}
+
+/**
+ * The request body, read into memory when it is no larger than `limit` (by Content-Length) so it
+ * can be sent twice; `null` without a body; `undefined` when it must stream (large or chunked).
+ */
+async function replayableBody(req: IncomingMessage, limit: number): Promise<Buffer | null | undefined> {
+  if (!hasBody(req)) return null;
+  const length = Number(req.headers['content-length']);
+  if (!Number.isFinite(length) || length > limit) return undefined;
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+  } catch {
+    return null; // the client went away; the caller sees res destroyed
+  }
+  return Buffer.concat(chunks);
+}
+
+/** RFC 6750 §3.1: `WWW-Authenticate: Bearer error="invalid_token"`, in any letter case. */
+export function saysInvalidToken(header: string | string[] | undefined): boolean {
+  if (header === undefined) return false;
+  const value = Array.isArray(header) ? header.join(', ') : header;
+  return /\bbearer\b/i.test(value) && /\berror\s*=\s*"?invalid_token"?/i.test(value);
 }
 
 /** The path sent upstream: the upstream's base path, then the request path (minus the prefix). */

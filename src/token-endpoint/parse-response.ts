@@ -16,6 +16,8 @@ export interface RawResponse {
   readonly status: number;
   readonly contentType: string | undefined;
   readonly body: string;
+  /** The Retry-After header, if any (seconds or an HTTP date). */
+  readonly retryAfter?: string | undefined;
 }
 
 /**
@@ -35,7 +37,13 @@ export function parseTokenResponse(res: RawResponse, opts: ParseOptions): Token 
   if (res.status < 200 || res.status >= 300 || (isObject(json) && typeof json['error'] === 'string')) {
     const error = isObject(json) ? safeText(json['error']) : undefined;
     const description = isObject(json) ? safeText(json['error_description']) : undefined;
-    throw new TokenEndpointRejectedError(credential, res.status, error, description);
+    throw new TokenEndpointRejectedError(
+      credential,
+      res.status,
+      error,
+      description,
+      retryAfterMs(res.retryAfter, opts.now),
+    );
   }
   if (!isObject(json)) {
     throw new TokenResponseInvalidError(
@@ -89,6 +97,15 @@ function lifetime(value: unknown, opts: ParseOptions): number {
     );
   }
   return Math.min(seconds * 1000, opts.maxLifetimeMs);
+}
+
+/** RFC 9110 §10.2.3: delay-seconds or an HTTP-date. */
+export function retryAfterMs(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 function tryParseJson(body: string): unknown {

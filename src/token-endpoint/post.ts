@@ -30,7 +30,8 @@ export interface TokenEndpoint {
   post(
     form: URLSearchParams,
     headers: Record<string, string>,
-    opts?: { extraTokenTypes?: readonly string[] },
+    /** `deadline`: epoch ms by which the whole exchange must be done (default: now + timeout). */
+    opts?: { extraTokenTypes?: readonly string[]; deadline?: number },
   ): Promise<Token>;
   close(): Promise<void>;
 }
@@ -50,7 +51,7 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
   async function post(
     form: URLSearchParams,
     headers: Record<string, string>,
-    postOpts: { extraTokenTypes?: readonly string[] } = {},
+    postOpts: { extraTokenTypes?: readonly string[]; deadline?: number } = {},
   ): Promise<Token> {
     const current = tlsOptions();
     if (current !== connect) {
@@ -60,11 +61,13 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
       dispatcher = newAgent(connect, connectTimeout);
       old.close().catch(() => {});
     }
-    const signal = AbortSignal.timeout(opts.timeoutMs);
+    const budget = postOpts.deadline !== undefined ? postOpts.deadline - now() : opts.timeoutMs;
+    const signal = AbortSignal.timeout(Math.max(1, Math.min(budget, opts.timeoutMs)));
     // The lifetime counts from before the request: the server's clock started it no later.
     const startedAt = now();
     let status: number;
     let contentType: string | undefined;
+    let retryAfter: string | undefined;
     let body: string;
     try {
       const res = await request(opts.url, {
@@ -81,11 +84,16 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
       status = res.statusCode;
       const ct = res.headers['content-type'];
       contentType = Array.isArray(ct) ? ct[0] : ct;
+      const ra = res.headers['retry-after'];
+      retryAfter = Array.isArray(ra) ? ra[0] : ra;
       body = await readCapped(res.body, opts.maxResponseBytes, opts.credential);
     } catch (err) {
       throw classify(err, opts, signal);
     }
-    return parseTokenResponse({ status, contentType, body }, { ...opts, ...postOpts, now: startedAt });
+    return parseTokenResponse(
+      { status, contentType, body, retryAfter },
+      { ...opts, ...postOpts, now: startedAt },
+    );
   }
 
   // destroy, not close: a shutdown must not wait for a token request that may take its whole timeout.

@@ -2,8 +2,8 @@
 // (node --import tsx src/cli/main.ts), talking to a real oidc-provider authorization server and a
 // real upstream that verifies the injected JWTs. Exit codes, stdout and stderr are the contract.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { createServer, type Server } from 'node:net';
+import { dirname } from 'node:path';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -250,7 +250,9 @@ routes:
     const missing = await runCli(['validate', '--config', path], { unsetEnv: Object.keys(env) });
     expect(missing.code).toBe(1);
     const lines = missing.stderr.split('\n').slice(1, -1);
-    expect(lines).toContain('  credentials.orders.client_secret: environment variable ORDERS_CLIENT_SECRET is not set');
+    expect(lines).toContain(
+      '  credentials.orders.client_secret: environment variable ORDERS_CLIENT_SECRET is not set',
+    );
     expect(lines).toContain('  credentials.legacy.password: environment variable LEGACY_PASSWORD is not set');
     expect(lines).toHaveLength(Object.keys(env).length);
   });
@@ -281,7 +283,8 @@ async function exampleWithFiles(): Promise<{ path: string; env: Record<string, s
   });
   const env: Record<string, string> = {};
   // Variables used in values (not the `${env:NAME}` of the explanatory comments).
-  for (const m of text.matchAll(/^[^#\n]*\$\{env:([A-Z0-9_]+)\}/gm)) env[m[1]!] = `example-${m[1]!.toLowerCase()}-1234`;
+  for (const m of text.matchAll(/^[^#\n]*\$\{env:([A-Z0-9_]+)\}/gm))
+    env[m[1]!] = `example-${m[1]!.toLowerCase()}-1234`;
   return { path: writeConfig(root, 'config.example.yaml', copy), env };
 }
 

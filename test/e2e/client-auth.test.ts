@@ -601,7 +601,12 @@ describe('credential rotation without a restart', () => {
     await writeFile(path, `${oldSecret}\n`, { mode: 0o600 });
     await putClient(basicClient(id, oldSecret));
     await start(
-      clientCredentials(id, { client_secret: `\${file:${path}}`, auth_method: 'client_secret_basic' }),
+      clientCredentials(id, {
+        client_secret: `\${file:${path}}`,
+        auth_method: 'client_secret_basic',
+        // After the rejection the route's cache fails fast until its next probe; keep that short.
+        retry: { initial_backoff: '1ms', max_backoff: '1ms' },
+      }),
     );
 
     const first = await expectAccepted('read');

@@ -147,12 +147,20 @@ describe('routing and injection', () => {
   });
 
   it('writes the token under a configured header and prefix', async () => {
+    const before = stack.upstream.requests.length;
+    const tokensBefore = stack.auth.tokenRequests.length;
     const res = await viaProxy('custom.test', '/x', { headers: { 'x-api-token': 'app-value' } });
     // The verifying upstream only reads Authorization, so it rejects: the token went elsewhere.
     expect(res.status).toBe(401);
     const received = stack.upstream.requests.at(-1)!.headers;
     expect(received['x-api-token']).toMatch(/^Token ey/);
     expect(received.authorization).toBeUndefined();
+    // Its 401 says invalid_token: the token was dropped, a new one fetched, and the request
+    // (no body, so replayable) retried exactly once with it; the second 401 went to the app.
+    const attempts = stack.upstream.requests.slice(before);
+    expect(attempts).toHaveLength(2);
+    expect(attempts[1]!.headers['x-api-token']).not.toBe(attempts[0]!.headers['x-api-token']);
+    expect(stack.auth.tokenRequests.length - tokensBefore).toBe(1);
   });
 
   it('methods restrict a route: a POST to a GET-only route falls through to deny', async () => {
@@ -232,6 +240,7 @@ describe('passthrough mode', () => {
 
 describe('admin listener', () => {
   it('serves /healthz, /readyz and Prometheus /metrics with outcomes by credential and route', async () => {
+    expect((await viaProxy('eu.orders.test', '/v1/warm')).status).toBe(200);
     const health = await request(`${proxy.adminUrl}/healthz`);
     expect(health.statusCode).toBe(200);
     await health.body.dump();
@@ -240,7 +249,7 @@ describe('admin listener', () => {
     expect(await ready.body.json()).toMatchObject({ status: 'ready', credentials: { basic: 'fresh' } });
     const metrics = await (await request(`${proxy.adminUrl}/metrics`)).body.text();
     expect(metrics).toMatch(
-      /token_injector_token_requests_total\{credential="basic",outcome="success"\} 1\b/,
+      /token_injector_token_requests_total\{credential="basic",outcome="success"\} [1-9]\d*\n/,
     );
     expect(metrics).toMatch(/token_injector_proxied_requests_total\{route="orders",status_class="2xx"\} \d+/);
     expect(metrics).toMatch(/token_injector_proxied_requests_total\{route="none",status_class="4xx"\} \d+/);

@@ -84,6 +84,9 @@ beforeAll(async () => {
         // biome-ignore lint/suspicious/noTemplateCurlyInString: a config reference, not a template
         client_secret: '${env:TI_E2E_FAKE_SECRET}',
         timeout: '1s',
+        // The failure backoff (fail fast until the next probe) is kept negligible here: this test
+        // is about the abandoned request, not about the backoff.
+        retry: { initial_backoff: '1ms', max_backoff: '1ms' },
       },
       abandoned: {
         token_endpoint: fake.url,

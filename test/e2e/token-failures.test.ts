@@ -103,12 +103,16 @@ describe('no token, no upstream call', () => {
     expect(stack.upstream.requests.length).toBe(before);
   });
 
-  it('token endpoint resets the connection → 503', async () => {
+  it('token endpoint resets the connection → 503, after retries within the timeout', async () => {
     fake.setBehavior({ kind: 'reset' });
-    await start(fakeCredential());
+    await start(fakeCredential({ timeout: '1s', retry: { initial_backoff: '50ms' } }));
+    const before = fake.requests.length;
     const res = await call();
     expect(res.status).toBe(503);
     expect(res.body['error']).toBe('token_endpoint_unreachable');
+    // A transient failure is retried with backoff, but only within the credential's timeout.
+    expect(fake.requests.length - before).toBeGreaterThan(1);
+    expect(fake.requests.length - before).toBeLessThan(10);
   });
 
   it.each([
@@ -134,18 +138,27 @@ describe('no token, no upstream call', () => {
 
   it('a 5xx without an OAuth body → 502 token_endpoint_rejected naming the status', async () => {
     fake.setBehavior({ kind: 'raw', status: 500, body: 'oops' });
-    await start(fakeCredential());
+    await start(fakeCredential({ timeout: '300ms' }));
     const res = await call();
     expect(res.status).toBe(502);
     expect(res.body['detail']).toContain('HTTP 500');
   });
 
-  it('recovers without a restart: the next request after the endpoint heals gets a token', async () => {
+  it('recovers without a restart: once the endpoint heals, the next probe gets a token', async () => {
     fake.setBehavior({ kind: 'json', status: 503, body: { error: 'temporarily_unavailable' } });
-    await start(fakeCredential());
-    expect((await call()).status).toBe(502);
+    await start(
+      fakeCredential({ timeout: '300ms', retry: { initial_backoff: '20ms', max_backoff: '50ms' } }),
+    );
+    // 502 for the 503s; 504 if the deadline ends during an attempt, as it may on a loaded machine.
+    expect([502, 504]).toContain((await call()).status);
     fake.setBehavior({ kind: 'token', expiresIn: '3600' });
-    const ok = await call();
+    // Until the backoff step ends requests fail fast (with Retry-After); then one probe succeeds.
+    let ok = await call();
+    for (let i = 0; i < 50 && ok.status >= 500; i++) {
+      expect(ok.headers['retry-after']).toBeDefined();
+      await new Promise((r) => setTimeout(r, 10));
+      ok = await call();
+    }
     expect(ok.status).toBe(401); // the fake's token is not one the verifying upstream trusts…
     const received = stack.upstream.requests.at(-1)!;
     expect(received.headers.authorization).toBe(`Bearer ${fake.issuedTokens.at(-1)}`); // …but it was injected
