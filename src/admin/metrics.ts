@@ -48,6 +48,18 @@ export class Metrics {
     labelNames: ['credential'] as const,
     registers: [this.registry],
   });
+  readonly credentialState = new Gauge({
+    name: `${PREFIX}credential_state`,
+    help: "Each credential's state: 1 for the current one (fresh, refreshing, stale, failing, expired, empty, per_request).",
+    labelNames: ['credential', 'state'] as const,
+    registers: [this.registry],
+  });
+  readonly credentialLastError = new Gauge({
+    name: `${PREFIX}credential_last_error`,
+    help: "The error code of a credential's last failed token request, 1 while it has not succeeded since.",
+    labelNames: ['credential', 'code'] as const,
+    registers: [this.registry],
+  });
   readonly proxiedRequests = new Counter({
     name: `${PREFIX}proxied_requests_total`,
     help: 'Requests answered by the proxy, by route ("none" when unmatched) and status class.',

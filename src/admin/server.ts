@@ -37,7 +37,12 @@ export async function startAdminServer(
     if (path === '/healthz') return json(200, { status: 'ok' });
     if (path === '/readyz') {
       const states: Record<string, string> = {};
-      for (const name of credentials.names()) states[name] = credentials.state(name);
+      const errors: Record<string, string> = {};
+      for (const name of credentials.names()) {
+        states[name] = credentials.state(name);
+        const code = credentials.lastErrorCode(name);
+        if (code !== undefined) errors[name] = code;
+      }
       const waiting = readiness.prefetch.filter((name) =>
         credentials.prefetchSources(name).some((s) => s.peek() === undefined),
       );
@@ -47,12 +52,18 @@ export async function startAdminServer(
         serving: readiness.serving(),
         ...(waiting.length > 0 ? { waiting_for_tokens: waiting } : {}),
         credentials: states,
+        ...(Object.keys(errors).length > 0 ? { last_errors: errors } : {}),
       });
     }
     if (path === '/metrics') {
+      metrics.credentialState.reset();
+      metrics.credentialLastError.reset();
       for (const name of credentials.names()) {
         const left = credentials.expiresInSeconds(name);
         if (left !== undefined) metrics.tokenExpiresIn.set({ credential: name }, left);
+        metrics.credentialState.set({ credential: name, state: credentials.state(name) }, 1);
+        const code = credentials.lastErrorCode(name);
+        if (code !== undefined) metrics.credentialLastError.set({ credential: name, code }, 1);
       }
       metrics.registry.metrics().then(
         (text) => {

@@ -118,8 +118,17 @@ export class Credentials {
   state(name: string): TokenState | 'per_request' {
     const sources = this.sourcesOf(name);
     if (sources.length === 0) return this.#requestTokensOf(name) ? 'per_request' : 'empty';
-    const order: TokenState[] = ['empty', 'expired', 'refreshing', 'fresh'];
+    const order: TokenState[] = ['failing', 'empty', 'expired', 'stale', 'refreshing', 'fresh'];
     return sources.map((s) => s.state).sort((a, b) => order.indexOf(a) - order.indexOf(b))[0]!;
+  }
+
+  /** The code of the last failure among a credential's caches, if one has not recovered. */
+  lastErrorCode(name: string): string | undefined {
+    for (const source of this.sourcesOf(name)) {
+      const err = source.lastError as { code?: string } | undefined;
+      if (err !== undefined) return err.code ?? 'internal_error';
+    }
+    return undefined;
   }
 
   /** Seconds until the soonest expiry among a credential's cached tokens. */
