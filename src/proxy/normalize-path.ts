@@ -44,7 +44,7 @@ export function normalizePath(pathAndQuery: string): string {
 
 function decodeUnreserved(path: string): string {
   if (!path.includes('%')) return path;
-  return path.replace(/%(..)?/g, (match, hex: string | undefined) => {
+  return path.replace(/%(..)?/g, (_match, hex: string | undefined) => {
     if (hex === undefined || !/^[0-9A-Fa-f]{2}$/.test(hex)) {
       throw new BadRequestError('request path holds a "%" that is not a valid percent-encoding');
     }
