@@ -220,6 +220,9 @@ export class TokenSource {
         this.#scheduleRefresh(token);
         return token;
       } catch (error) {
+        // The app's own input was unusable (e.g. a malformed assertion): the endpoint is fine,
+        // so this is neither a failure to back off from nor one to hand to the next caller.
+        if (!(error instanceof TokenError)) throw error;
         this.#lastError = error;
         this.#failures++;
         const delay = this.#nextDelay(error);
