@@ -215,3 +215,30 @@ export class CredentialBackoffError extends TokenError {
     this.retryAfterSeconds = retryAfterSeconds;
   }
 }
+
+/**
+ * Whether a failure may succeed if tried again: connection errors, timeouts, 5xx and 429. OAuth
+ * errors such as `invalid_client` or `invalid_grant` and unusable answers are permanent: trying
+ * again only adds load to a provider that already said no.
+ */
+export function isTransient(error: unknown): boolean {
+  if (!(error instanceof TokenError)) return false;
+  if (error instanceof CredentialBackoffError) return isTransient(error.cause);
+  switch (error.code) {
+    case 'token_endpoint_unreachable':
+    case 'token_endpoint_timeout':
+    case 'credential_input_unavailable':
+      return true;
+    case 'token_endpoint_rejected': {
+      const { status, oauthError } = error as TokenEndpointRejectedError;
+      return (
+        (status >= 500 || status === 429) &&
+        (oauthError === undefined ||
+          oauthError === 'temporarily_unavailable' ||
+          oauthError === 'server_error')
+      );
+    }
+    default:
+      return false;
+  }
+}

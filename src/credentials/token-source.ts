@@ -1,4 +1,8 @@
-import { CredentialBackoffError, TokenError } from '../errors.js';
+import { CredentialBackoffError, isTransient, TokenError } from '../errors.js';
+
+/** Re-exported where the retry rules live, for readers of this module. */
+export { isTransient } from '../errors.js';
+
 import type { Token } from '../token-endpoint/token.js';
 
 /**
@@ -57,32 +61,6 @@ export function usableUntil(token: Token): number {
   const lifetime = token.expiresAt - token.issuedAt;
   const safety = Math.min(MAX_SAFETY_MS, Math.max(MIN_SAFETY_MS, lifetime * 0.05), lifetime / 2);
   return token.expiresAt - safety;
-}
-
-/**
- * Whether a failure may succeed if tried again: connection errors, timeouts, 5xx and 429. OAuth
- * errors such as `invalid_client` or `invalid_grant` and unusable answers are permanent: trying
- * again only adds load to a provider that already said no.
- */
-export function isTransient(error: unknown): boolean {
-  if (!(error instanceof TokenError)) return false;
-  switch (error.code) {
-    case 'token_endpoint_unreachable':
-    case 'token_endpoint_timeout':
-    case 'credential_input_unavailable':
-      return true;
-    case 'token_endpoint_rejected': {
-      const { status, oauthError } = error as TokenError & { status: number; oauthError?: string };
-      return (
-        (status >= 500 || status === 429) &&
-        (oauthError === undefined ||
-          oauthError === 'temporarily_unavailable' ||
-          oauthError === 'server_error')
-      );
-    }
-    default:
-      return false;
-  }
 }
 
 /**
@@ -227,7 +205,10 @@ export class TokenSource {
         this.#failures++;
         const delay = this.#nextDelay(error);
         this.#retryAt = this.#now() + delay;
-        if (this.#closed || !isTransient(error) || this.#now() + delay >= deadline) throw error;
+        if (this.#closed || !isTransient(error) || this.#now() + delay >= deadline) {
+          // Every waiter learns when the next attempt is due (Retry-After), not only later callers.
+          throw this.#backoffError(delay);
+        }
         // Not unref'd: a caller is waiting for this token (the `token` command has nothing else).
         await new Promise<void>((resolve) => {
           this.#sleep = { timer: setTimeout(resolve, delay), wake: resolve };

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { type ErrorCode, TokenError, type TokenInjectorError } from '../errors.js';
+import { type ErrorCode, isTransient, TokenError, type TokenInjectorError } from '../errors.js';
 
 /** Seconds a client is asked to wait when the identity provider cannot be reached. */
 const RETRY_AFTER_SECONDS = 5;
@@ -35,6 +35,15 @@ export function statusFor(code: ErrorCode): number {
   }
 }
 
+/**
+ * The status of one failure: its code's, except that a token endpoint answering 5xx or 429 is
+ * "unavailable for now" (503 with Retry-After), not a rejection of the request (502).
+ */
+export function statusOf(err: TokenInjectorError): number {
+  if (err.code === 'token_endpoint_rejected' && isTransient(err)) return 503;
+  return statusFor(err.code);
+}
+
 export interface ErrorBody {
   readonly error: ErrorCode;
   readonly detail: string;
@@ -56,7 +65,7 @@ export function errorBody(err: TokenInjectorError, extra: Partial<ErrorBody> = {
 
 /** Writes an error answer if the response has not started; otherwise cuts the connection. */
 export function sendError(res: ServerResponse, err: TokenInjectorError, extra?: Partial<ErrorBody>): number {
-  const status = statusFor(err.code);
+  const status = statusOf(err);
   if (res.headersSent) {
     res.destroy();
     return status;
@@ -69,7 +78,7 @@ export function sendError(res: ServerResponse, err: TokenInjectorError, extra?: 
   };
   const retryAfter = (err as { retryAfterSeconds?: number }).retryAfterSeconds;
   if (retryAfter !== undefined) headers['retry-after'] = Math.max(1, retryAfter);
-  else if (statusFor(err.code) === 503) headers['retry-after'] = RETRY_AFTER_SECONDS;
+  else if (status === 503) headers['retry-after'] = RETRY_AFTER_SECONDS;
   res.writeHead(status, headers);
   res.end(body);
   return status;

@@ -18,6 +18,8 @@ export interface ParsedTarget extends RequestTarget {
 export function parseTarget(req: IncomingMessage): ParsedTarget {
   const url = req.url ?? '';
   const method = req.method ?? 'GET';
+  // RFC 9112 §3.2: more than one Host is an error; another hop might route by the other one.
+  if (hostCount(req.rawHeaders) > 1) throw new BadRequestError('request has more than one Host header');
   if (url.startsWith('/')) {
     const authority = req.headers.host;
     if (!authority) throw new BadRequestError('request has no Host header');
@@ -47,6 +49,15 @@ export function parseTarget(req: IncomingMessage): ParsedTarget {
     };
   }
   throw new BadRequestError('request target must be a path or an absolute http:// URL');
+}
+
+function hostCount(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') n++;
+  }
+  return n;
 }
 
 type HostPort = { readonly host: string; readonly port: number };
