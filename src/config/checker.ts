@@ -109,8 +109,14 @@ export class Checker {
     return value as T;
   }
 
-  duration(obj: Obj, key: string, path: string, fallbackMs: number): number {
+  /** A string value with references resolved (they may appear anywhere), anything else as is. */
+  #resolved(obj: Obj, key: string, path: string): unknown {
     const value = obj[key];
+    return typeof value === 'string' ? this.string(obj, key, path) : value;
+  }
+
+  duration(obj: Obj, key: string, path: string, fallbackMs: number): number {
+    const value = this.#resolved(obj, key, path);
     if (value === undefined || value === null) return fallbackMs;
     const ms = parseDuration(value);
     if (ms === undefined) {
@@ -121,7 +127,7 @@ export class Checker {
   }
 
   size(obj: Obj, key: string, path: string, fallback: number): number {
-    const value = obj[key];
+    const value = this.#resolved(obj, key, path);
     if (value === undefined || value === null) return fallback;
     const bytes = parseSize(value);
     if (bytes === undefined) {

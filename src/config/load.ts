@@ -29,7 +29,14 @@ export function parseConfigText(
       })),
     };
   }
-  return validateConfig(doc.toJS({ maxAliasCount: 100 }), sources);
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // An alias without its anchor, or an alias bomb: a problem to report, never a crash.
+    return { problems: [{ path: '', message: `YAML: ${(err as Error).message.split('\n')[0]}` }] };
+  }
+  return validateConfig(raw, sources);
 }
 
 /** Every problem in a configuration text; empty when it is valid. */

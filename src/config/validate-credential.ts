@@ -199,8 +199,14 @@ export function credential(c: Checker, name: string, value: unknown): Credential
   if (maxResponseBytes < 256) c.add(join(path, 'max_response_size'), 'must be at least 256 bytes');
   const defaultLifetimeMs = positive(c, obj, 'default_lifetime', path, DEFAULT_LIFETIME_MS);
   const maxLifetimeMs = positive(c, obj, 'max_lifetime', path, MAX_LIFETIME_MS);
-  if (defaultLifetimeMs > maxLifetimeMs)
-    c.add(join(path, 'default_lifetime'), 'must not exceed max_lifetime');
+  if (defaultLifetimeMs > maxLifetimeMs) {
+    // Named where the user wrote something: either key may be the default.
+    const key = obj['default_lifetime'] !== undefined ? 'default_lifetime' : 'max_lifetime';
+    c.add(
+      join(path, key),
+      `default_lifetime (${defaultLifetimeMs} ms) must not exceed max_lifetime (${maxLifetimeMs} ms)`,
+    );
+  }
   const tokenTypes = (c.stringList(obj, 'token_types', path) ?? []).map((t) => t.toLowerCase());
   const retryObj = c.object(obj['retry'], join(path, 'retry')) ?? {};
   c.onlyKeys(retryObj, join(path, 'retry'), ['initial_backoff', 'max_backoff']);
@@ -212,8 +218,13 @@ export function credential(c: Checker, name: string, value: unknown): Credential
     DEFAULT_INITIAL_BACKOFF_MS,
   );
   const maxBackoffMs = positive(c, retryObj, 'max_backoff', join(path, 'retry'), DEFAULT_MAX_BACKOFF_MS);
-  if (initialBackoffMs > maxBackoffMs)
-    c.add(join(path, 'retry.initial_backoff'), 'must not exceed retry.max_backoff');
+  if (initialBackoffMs > maxBackoffMs) {
+    const key = retryObj['initial_backoff'] !== undefined ? 'retry.initial_backoff' : 'retry.max_backoff';
+    c.add(
+      join(path, key),
+      `retry.initial_backoff (${initialBackoffMs} ms) must not exceed retry.max_backoff (${maxBackoffMs} ms)`,
+    );
+  }
   if ((authMethod === 'tls_client_auth' || authMethod === 'self_signed_tls_client_auth') && !tls.cert) {
     c.add(join(path, 'tls.cert_file'), `is required with auth_method ${authMethod} (RFC 8705)`);
   }
@@ -420,6 +431,22 @@ function grantConfig(c: Checker, obj: Obj, path: string, type: GrantType): Grant
 
 type Source = TokenInput['source'];
 
+const ALL_INPUT_KEYS = [
+  'private_key_file',
+  'signing_alg',
+  'key_id',
+  'certificate_file',
+  'issuer',
+  'subject',
+  'audience',
+  'lifetime',
+  'claims',
+  'path',
+  'header',
+  'max_entries',
+  'credential',
+];
+
 /** `assertion`, `subject_token` or `actor_token`: where the value comes from, and its type. */
 function tokenInput<S extends Source>(
   c: Checker,
@@ -434,7 +461,11 @@ function tokenInput<S extends Source>(
   const isExchange = key !== 'assertion';
   c.required(obj, 'source', path);
   const source = c.choice(obj, 'source', path, sources);
-  if (source === undefined) return undefined;
+  if (source === undefined) {
+    // Still catch typos in the other keys ("sourse"), against every source's keys.
+    c.onlyKeys(obj, path, ['source', ...(key !== 'assertion' ? ['type'] : []), ...ALL_INPUT_KEYS]);
+    return undefined;
+  }
   const allowed: Record<Source, string[]> = {
     sign: [
       'private_key_file',

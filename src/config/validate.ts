@@ -109,7 +109,11 @@ export function validateConfig(
     listen.port === adminListen.port &&
     sameHostFamily(listen.host, adminListen.host)
   ) {
-    c.add('admin.listen', `must differ from listen (both use port ${listen.port})`);
+    const key = adminObj['listen'] !== undefined ? 'admin.listen' : 'listen';
+    c.add(
+      key,
+      `must differ from ${key === 'listen' ? 'admin.listen' : 'listen'} (both use port ${listen.port})`,
+    );
   }
   const logObj = c.object(root['log'], 'log') ?? {};
   c.onlyKeys(logObj, 'log', ['level']);

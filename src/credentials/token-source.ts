@@ -125,6 +125,18 @@ export class TokenSource {
     }
     this.#opts.events?.cacheMiss?.();
     if (this.#inflight) return this.#inflight;
+    const current = this.#token;
+    if (
+      current !== undefined &&
+      current.accessToken !== this.#revoked &&
+      this.#now() < current.expiresAt - MIN_SAFETY_MS &&
+      this.#retryAt <= this.#now()
+    ) {
+      // Past the safety margin but still valid: renew on demand and serve this one meanwhile, so
+      // the caller who starts the renewal does not wait for it either.
+      this.#fetch().catch(() => {});
+      return Promise.resolve(current);
+    }
     const wait = this.#retryAt - this.#now();
     if (wait > 0 && this.#lastError !== undefined) {
       // Fail fast: the endpoint is failing and its next probe is not due yet.
@@ -192,6 +204,8 @@ export class TokenSource {
       try {
         const token = await this.#opts.fetch(this.#token, deadline);
         this.#token = token;
+        // A server may hand out the very token it issued before: it is new as far as we know.
+        this.#revoked = undefined;
         this.#lastError = undefined;
         this.#failures = 0;
         this.#retryAt = 0;
@@ -238,7 +252,8 @@ export class TokenSource {
     if (this.#closed || ahead === undefined) return;
     const usable = usableUntil(token) - token.issuedAt;
     // Jitter spreads the refreshes of many replicas that started together.
-    const delay = Math.max(0, usable * (ahead - JITTER * this.#random()));
+    // At least a second apart, whatever the server says, so no lifetime can cause a refresh storm.
+    const delay = Math.max(1_000, usable * (ahead - JITTER * this.#random()));
     this.#arm(token.issuedAt + delay - this.#now());
   }
 

@@ -30,6 +30,9 @@ export function normalizePath(pathAndQuery: string): string {
   for (let i = 1; i < segments.length; i++) {
     const segment = segments[i]!;
     if (segment === '.' || (segment === '' && i < segments.length - 1)) continue;
+    // "..;x" is ".." to servlet containers (path parameters): refused rather than guessed.
+    if (/^\.\.?;/.test(segment))
+      throw new BadRequestError('request path holds a dot segment with parameters (..;)');
     if (segment === '..') {
       out.pop();
       continue;

@@ -90,10 +90,12 @@ function lifetime(value: unknown, opts: ParseOptions): number {
   if (value === undefined || value === null) return opts.defaultLifetimeMs;
   // Some servers send expires_in as a string ("3600"); accept it when it is a plain number.
   const seconds = typeof value === 'string' && /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value;
-  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) {
+  // Under a second is refused: such a token would be refreshed in a hot loop, and it cannot
+  // survive the trip to the upstream anyway.
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 1) {
     throw new TokenResponseInvalidError(
       opts.credential,
-      `expires_in ${JSON.stringify(safeText(value) ?? typeof value)} is not a positive number of seconds`,
+      `expires_in ${JSON.stringify(safeText(value) ?? typeof value)} is not a number of seconds of at least 1`,
     );
   }
   return Math.min(seconds * 1000, opts.maxLifetimeMs);

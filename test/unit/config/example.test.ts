@@ -248,6 +248,7 @@ describe('config.example.yaml', () => {
           file: '/etc/token-injector/inventory-key.pem',
         },
         alg: 'RS256',
+        algInferred: false,
         keyId: 'inventory-2026',
         certificate: {
           value: files['/etc/token-injector/inventory-cert.pem'],
@@ -284,6 +285,7 @@ describe('config.example.yaml', () => {
             file: '/etc/token-injector/partner-key.pem',
           },
           alg: 'ES256',
+          algInferred: false,
           keyId: 'partner-1',
         },
         issuer: 'partner-client',

@@ -139,7 +139,7 @@ describe('auth_method: private_key_jwt with private_key_file', () => {
   it('holds the key file, its content and the inferred algorithm', () => {
     expect(signing({ private_key_file: 'p256.pem' })).toEqual({
       method: 'private_key_jwt',
-      signing: { key: { value: keys.p256.pkcs8, file: path('p256.pem') }, alg: 'ES256' },
+      signing: { key: { value: keys.p256.pkcs8, file: path('p256.pem') }, alg: 'ES256', algInferred: true },
     });
   });
 
@@ -159,6 +159,7 @@ describe('auth_method: private_key_jwt with private_key_file', () => {
   ])('accepts %s and infers %s (%s)', (file, alg) => {
     const auth = signing({ private_key_file: file });
     expect(auth.signing?.alg).toBe(alg);
+    expect(auth.signing?.algInferred).toBe(true);
     expect(auth.signing?.key.file).toBe(path(file));
   });
 
@@ -168,7 +169,10 @@ describe('auth_method: private_key_jwt with private_key_file', () => {
     ['p256.pem', 'ES256'],
     ['ed25519.pem', 'EdDSA'],
   ])('accepts %s with the fitting signing_alg %s', (file, alg) => {
-    expect(signing({ private_key_file: file, signing_alg: alg }).signing?.alg).toBe(alg);
+    const auth = signing({ private_key_file: file, signing_alg: alg });
+    expect(auth.signing?.alg).toBe(alg);
+    // An explicit signing_alg is kept for a rotated key, never replaced by an inferred one.
+    expect(auth.signing?.algInferred).toBe(false);
   });
 
   it.each([
@@ -260,6 +264,7 @@ describe('auth_method: private_key_jwt with private_key_file', () => {
       signing: {
         key: { value: keys.p256.pkcs8, file: path('p256.pem') },
         alg: 'ES256',
+        algInferred: true,
         keyId: 'k1',
         certificate: { value: p256Cert, file: path('p256.crt') },
       },
@@ -567,7 +572,11 @@ describe('grant_type: jwt_bearer', () => {
       type: 'jwt_bearer',
       assertion: {
         source: 'sign',
-        signing: { key: { value: keys.p256.pkcs8, file: path('p256.pem') }, alg: 'ES256' },
+        signing: {
+          key: { value: keys.p256.pkcs8, file: path('p256.pem') },
+          alg: 'ES256',
+          algInferred: true,
+        },
         issuer: 'iss',
         subject: 'sub',
         lifetimeMs: 300_000,
@@ -597,6 +606,7 @@ describe('grant_type: jwt_bearer', () => {
         signing: {
           key: { value: keys.rsa.jwk, file: path('rsa.jwk') },
           alg: 'PS256',
+          algInferred: false,
           keyId: 'k',
           certificate: { value: rsaCert, file: path('rsa.crt') },
         },

@@ -1,7 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { expiryOf, RequestTokens } from '../../../src/credentials/request-tokens.js';
-import type { TokenSourceEvents } from '../../../src/credentials/token-source.js';
-import { AssertionExpiredError, AssertionMissingError } from '../../../src/errors.js';
+import type { RetryPolicy, TokenSourceEvents } from '../../../src/credentials/token-source.js';
+import {
+  AssertionExpiredError,
+  AssertionInvalidError,
+  AssertionMissingError,
+  CredentialBackoffError,
+  TokenEndpointRejectedError,
+  TokenEndpointUnreachableError,
+} from '../../../src/errors.js';
 import type { Token } from '../../../src/token-endpoint/token.js';
 
 const NOW = Date.UTC(2030, 0, 1);
@@ -19,15 +26,21 @@ function saml(notOnOrAfter: number): string {
 
 /** A fetch answering a token of `lifetime` named after the request's values, counting calls. */
 function fetcher(lifetime = HOUR) {
-  return vi.fn(async (request: ReadonlyMap<string, string>, _previous: Token | undefined): Promise<Token> => {
-    const now = Date.now();
-    return {
-      accessToken: `token-for-${[...request.values()].join('+')}`,
-      tokenType: 'Bearer',
-      issuedAt: now,
-      expiresAt: now + lifetime,
-    };
-  });
+  return vi.fn(
+    async (
+      request: ReadonlyMap<string, string>,
+      _previous: Token | undefined,
+      _deadline?: number,
+    ): Promise<Token> => {
+      const now = Date.now();
+      return {
+        accessToken: `token-for-${[...request.values()].join('+')}`,
+        tokenType: 'Bearer',
+        issuedAt: now,
+        expiresAt: now + lifetime,
+      };
+    },
+  );
 }
 
 const caches: RequestTokens[] = [];
@@ -36,6 +49,7 @@ function cache(opts: {
   headers?: string[];
   maxEntries?: number;
   events?: TokenSourceEvents;
+  retry?: RetryPolicy;
 }): RequestTokens {
   const c = new RequestTokens({
     name: 'obo',
@@ -43,6 +57,7 @@ function cache(opts: {
     maxEntries: opts.maxEntries ?? 100,
     fetch: opts.fetch,
     ...(opts.events ? { events: opts.events } : {}),
+    ...(opts.retry ? { retry: opts.retry } : {}),
   });
   caches.push(c);
   return c;
@@ -208,13 +223,129 @@ describe('RequestTokens', () => {
     expect(second).not.toBe(first);
   });
 
-  it('does not cache a failure: the next request tries again', async () => {
+  it('fails fast after a permanent failure until the backoff step has passed, then tries once more', async () => {
     const fetch = fetcher();
-    fetch.mockRejectedValueOnce(new Error('endpoint down'));
-    const tokens = cache({ fetch });
-    await expect(tokens.get({ 'x-assertion': 'opaque' })).rejects.toThrow('endpoint down');
-    expect((await tokens.get({ 'x-assertion': 'opaque' })).accessToken).toBe('token-for-opaque');
+    const denied = new TokenEndpointRejectedError('obo', 400, 'invalid_grant', undefined);
+    fetch.mockRejectedValueOnce(denied);
+    // Math.random() is not injected here: the step of 1 000 ms is jittered into [500, 1 000] ms.
+    const tokens = cache({
+      fetch,
+      retry: { deadlineMs: 10_000, initialBackoffMs: 1_000, maxBackoffMs: 1_000 },
+    });
+    const get = () => tokens.get({ 'x-assertion': 'opaque' });
+    // The request that failed learns the failure and when to try again.
+    const failed = await get().catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(CredentialBackoffError);
+    expect((failed as CredentialBackoffError).cause).toBe(denied);
+    expect((failed as CredentialBackoffError).retryAfterSeconds).toBe(1);
+    expect(fetch).toHaveBeenCalledTimes(1); // a permanent failure is not retried
+
+    const fast = await get().catch((e: unknown) => e);
+    expect(fast).toBeInstanceOf(CredentialBackoffError);
+    expect((fast as CredentialBackoffError).code).toBe('token_endpoint_rejected');
+    expect((fast as CredentialBackoffError).credential).toBe('obo');
+    expect((fast as CredentialBackoffError).retryAfterSeconds).toBe(1);
+    expect((fast as CredentialBackoffError).cause).toBe(denied);
+    await vi.advanceTimersByTimeAsync(499);
+    await expect(get()).rejects.toBeInstanceOf(CredentialBackoffError);
+    expect(fetch).toHaveBeenCalledTimes(1);
+
+    await vi.advanceTimersByTimeAsync(501);
+    expect((await get()).accessToken).toBe('token-for-opaque');
     expect(fetch).toHaveBeenCalledTimes(2);
+  });
+
+  it('backs off per value: a failure for one assertion does not block another', async () => {
+    const fetch = fetcher();
+    fetch.mockRejectedValueOnce(new TokenEndpointRejectedError('obo', 400, 'invalid_grant', undefined));
+    const tokens = cache({ fetch });
+    await expect(tokens.get({ 'x-assertion': 'alice' })).rejects.toBeInstanceOf(CredentialBackoffError);
+    await expect(tokens.get({ 'x-assertion': 'alice' })).rejects.toBeInstanceOf(CredentialBackoffError); // fast
+    expect((await tokens.get({ 'x-assertion': 'bob' })).accessToken).toBe('token-for-bob');
+    expect(fetch).toHaveBeenCalledTimes(2);
+  });
+
+  it('passes its retry policy on: transient failures are retried within the deadline', async () => {
+    const fetch = fetcher();
+    const down = new TokenEndpointUnreachableError('obo', 'connection refused');
+    fetch.mockRejectedValueOnce(down).mockRejectedValueOnce(down);
+    const tokens = cache({
+      fetch,
+      retry: { deadlineMs: 5_000, initialBackoffMs: 1_000, maxBackoffMs: 1_000 },
+    });
+    const p = tokens.get({ 'x-assertion': 'opaque' });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(fetch).toHaveBeenCalledTimes(1);
+    // Each wait lasts 500..1 000 ms (a 1 000 ms step, jittered by Math.random()).
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(fetch).toHaveBeenCalledTimes(3);
+    expect((await p).accessToken).toBe('token-for-opaque');
+    // Every attempt of one fetch shares one deadline: the policy's deadlineMs from its start.
+    for (const call of fetch.mock.calls) expect(call[2]).toBe(NOW + 5_000);
+  });
+
+  it('gives up on transient failures once the next attempt would miss the deadline', async () => {
+    const fetch = fetcher();
+    const down = new TokenEndpointUnreachableError('obo', 'connection refused');
+    fetch.mockRejectedValue(down);
+    const tokens = cache({
+      fetch,
+      retry: { deadlineMs: 1_000, initialBackoffMs: 1_000, maxBackoffMs: 1_000 },
+    });
+    const p = tokens.get({ 'x-assertion': 'opaque' }).catch((e: unknown) => e);
+    await vi.advanceTimersByTimeAsync(1_000);
+    // Each wait lasts 500..<1 000 ms: the first ends before the 1 000 ms deadline, a second would not.
+    expect(await p).toBeInstanceOf(CredentialBackoffError);
+    expect(((await p) as CredentialBackoffError).cause).toBe(down);
+    expect(((await p) as CredentialBackoffError).code).toBe('token_endpoint_unreachable');
+    expect(fetch).toHaveBeenCalledTimes(2);
+  });
+
+  it('reports an invalid assertion as such on the next request too, never as a failing endpoint', async () => {
+    // A malformed assertion is the app's mistake (400), not the identity provider's.
+    const fetch = fetcher();
+    fetch.mockRejectedValue(new AssertionInvalidError('x-assertion', 'not base64'));
+    const tokens = cache({ fetch });
+    const first = await tokens.get({ 'x-assertion': 'bad' }).catch((e: unknown) => e);
+    expect((first as AssertionInvalidError).code).toBe('assertion_invalid');
+    const second = await tokens.get({ 'x-assertion': 'bad' }).catch((e: unknown) => e);
+    expect((second as { code: string }).code).toBe('assertion_invalid');
+  });
+
+  it('invalidate() drops the refused token of these values only, so their next request fetches anew', async () => {
+    const fetch = fetcher();
+    const tokens = cache({ fetch });
+    const alice = { 'x-assertion': 'alice' };
+    const bob = { 'x-assertion': 'bob' };
+    const refused = await tokens.get(alice);
+    await tokens.get(bob);
+    expect(fetch).toHaveBeenCalledTimes(2);
+
+    tokens.invalidate(alice, refused.accessToken);
+    expect((await tokens.get(bob)).accessToken).toBe('token-for-bob');
+    expect(fetch).toHaveBeenCalledTimes(2);
+    fetch.mockResolvedValueOnce({
+      accessToken: 'renewed',
+      tokenType: 'Bearer',
+      issuedAt: NOW,
+      expiresAt: NOW + HOUR,
+    });
+    expect((await tokens.get({ 'x-assertion': ' alice ' })).accessToken).toBe('renewed');
+    expect(fetch).toHaveBeenCalledTimes(3);
+    expect(fetch.mock.calls[2]![1]).toBe(refused); // the refused token is passed on as previous
+  });
+
+  it('invalidate() ignores a token already replaced, unknown values and missing headers', async () => {
+    const fetch = fetcher();
+    const tokens = cache({ fetch });
+    const alice = { 'x-assertion': 'alice' };
+    await tokens.get(alice);
+    tokens.invalidate(alice, 'some-older-token');
+    tokens.invalidate({ 'x-assertion': 'carol' }, 'token-for-alice');
+    tokens.invalidate({}, 'token-for-alice');
+    expect((await tokens.get(alice)).accessToken).toBe('token-for-alice');
+    expect(fetch).toHaveBeenCalledTimes(1);
+    expect(tokens.size).toBe(1);
   });
 
   it('evicts the least recently used entry beyond maxEntries', async () => {

@@ -161,13 +161,14 @@ describe('liveSigningKey', () => {
     expect(key.x5tS256).toBe(certificateThumbprint(cert));
   });
 
-  it('parses the key again only when its file changes', () => {
+  it('parses the key again only when its file changes; a rotated key of another type gets its own inferred algorithm', () => {
     const keyFile = dir.file('rotating.pem', keys.p256.pkcs8);
     const current = liveSigningKey(
-      { key: { value: keys.p256.pkcs8, file: keyFile }, alg: 'ES256' },
+      { key: { value: keys.p256.pkcs8, file: keyFile }, alg: 'ES256', algInferred: true },
       new FileSet(),
     );
     const first = current();
+    expect(first.alg).toBe('ES256');
     expect(current()).toBe(first);
     writeFileSync(`${keyFile}.new`, keys.p384.pkcs8);
     renameSync(`${keyFile}.new`, keyFile);
@@ -176,6 +177,55 @@ describe('liveSigningKey', () => {
     expect((second.key as import('node:crypto').KeyObject).asymmetricKeyDetails?.namedCurve).toBe(
       'secp384r1',
     );
+    expect(second.alg).toBe('ES384');
+    expect(current()).toBe(second);
+    writeFileSync(`${keyFile}.new`, keys.rsa.pkcs8);
+    renameSync(`${keyFile}.new`, keyFile);
+    expect(current().alg).toBe('RS256');
+  });
+
+  it('keeps an explicit signing_alg for a rotated key of the same type', () => {
+    const keyFile = dir.file('rotating-explicit.pem', keys.rsa.pkcs8);
+    const current = liveSigningKey(
+      { key: { value: keys.rsa.pkcs8, file: keyFile }, alg: 'PS384', algInferred: false },
+      new FileSet(),
+    );
+    const first = current();
+    expect(first.alg).toBe('PS384');
+    writeFileSync(`${keyFile}.new`, keys.rsa.jwk);
+    renameSync(`${keyFile}.new`, keyFile);
+    const second = current();
+    expect(second).not.toBe(first);
+    expect(second.alg).toBe('PS384');
+  });
+
+  it('throws when an explicit signing_alg no longer fits the rotated key, until a fitting key returns', () => {
+    const keyFile = dir.file('rotating-mismatch.pem', keys.p256.pkcs8);
+    const current = liveSigningKey(
+      { key: { value: keys.p256.pkcs8, file: keyFile }, alg: 'ES256', algInferred: false },
+      new FileSet(),
+    );
+    expect(current().alg).toBe('ES256');
+    writeFileSync(`${keyFile}.new`, keys.p384.pkcs8);
+    renameSync(`${keyFile}.new`, keyFile);
+    expect(() => current()).toThrow('the rotated key (ec) cannot sign with signing_alg ES256');
+    // Never signs with the wrong algorithm, nor silently with the old key.
+    expect(() => current()).toThrow('signing_alg ES256');
+    writeFileSync(`${keyFile}.new`, keys.p256.pkcs8);
+    renameSync(`${keyFile}.new`, keyFile);
+    expect(current().alg).toBe('ES256');
+  });
+
+  it('treats a missing algInferred as an explicit signing_alg', () => {
+    const keyFile = dir.file('rotating-default.pem', keys.p256.pkcs8);
+    const current = liveSigningKey(
+      { key: { value: keys.p256.pkcs8, file: keyFile }, alg: 'ES256' },
+      new FileSet(),
+    );
+    expect(current().alg).toBe('ES256');
+    writeFileSync(`${keyFile}.new`, keys.ed25519.pkcs8);
+    renameSync(`${keyFile}.new`, keyFile);
+    expect(() => current()).toThrow('cannot sign with signing_alg ES256');
   });
 
   it('uses a key given without a file as it is', () => {

@@ -1,9 +1,11 @@
-import type { ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
 import {
   BadRequestError,
   ConfigError,
   ConnectNotAllowedError,
+  CredentialBackoffError,
   type ErrorCode,
   InternalError,
   ProxyLoopError,
@@ -16,7 +18,7 @@ import {
   UpstreamTimeoutError,
   UpstreamUnreachableError,
 } from '../../../src/errors.js';
-import { errorBody, sendError, statusFor } from '../../../src/proxy/error-response.js';
+import { errorBody, sendError, statusFor, statusOf } from '../../../src/proxy/error-response.js';
 
 function fakeResponse(headersSent = false) {
   const res = {
@@ -48,6 +50,35 @@ describe('statusFor', () => {
   });
 });
 
+describe('statusOf', () => {
+  const rejected = (status: number, oauthError?: string, retryAfterMs?: number) =>
+    new TokenEndpointRejectedError('orders', status, oauthError, undefined, retryAfterMs);
+  it.each([
+    ['a 500 from the token endpoint', rejected(500), 503],
+    ['a 503 from the token endpoint', rejected(503, 'temporarily_unavailable'), 503],
+    ['a 429 from the token endpoint', rejected(429), 503],
+    ['a 400 invalid_grant', rejected(400, 'invalid_grant'), 502],
+    ['a 401 invalid_client', rejected(401, 'invalid_client'), 502],
+    ['a 500 invalid_client (the server said no)', rejected(500, 'invalid_client'), 502],
+    ['a backoff after a 503', new CredentialBackoffError('orders', rejected(503), 3), 503],
+    ['a backoff after a 429', new CredentialBackoffError('orders', rejected(429), 3), 503],
+    [
+      'a backoff after invalid_client',
+      new CredentialBackoffError('orders', rejected(401, 'invalid_client'), 3),
+      502,
+    ],
+    [
+      'a backoff after a timeout',
+      new CredentialBackoffError('orders', new TokenEndpointTimeoutError('orders', 'x'), 3),
+      504,
+    ],
+    ['an unusable token response', new TokenResponseInvalidError('orders', 'x'), 502],
+    ['an upstream timeout', new UpstreamTimeoutError('x'), 504],
+  ])('%s → %d', (_what, err, status) => {
+    expect(statusOf(err)).toBe(status);
+  });
+});
+
 describe('error classes', () => {
   it.each([
     [new BadRequestError('x'), 'bad_request'],
@@ -63,9 +94,20 @@ describe('error classes', () => {
     [new TokenEndpointTimeoutError('c', 'x'), 'token_endpoint_timeout'],
     [new TokenResponseInvalidError('c', 'x'), 'token_response_invalid'],
     [new TokenEndpointRejectedError('c', 400, 'invalid_client', undefined), 'token_endpoint_rejected'],
+    [new CredentialBackoffError('c', new TokenEndpointTimeoutError('c', 'x'), 3), 'token_endpoint_timeout'],
   ])('%s has code %s and its class name', (err, code) => {
     expect(err.code).toBe(code);
     expect(err.name).toBe(err.constructor.name);
+  });
+
+  it('CredentialBackoffError takes the code and message of the last failure, and keeps it as cause', () => {
+    const last = new TokenEndpointRejectedError('orders', 401, 'invalid_client', undefined);
+    const err = new CredentialBackoffError('orders', last, 7);
+    expect(err.code).toBe('token_endpoint_rejected');
+    expect(err.credential).toBe('orders');
+    expect(err.retryAfterSeconds).toBe(7);
+    expect(err.cause).toBe(last);
+    expect(err.message).toBe(`${last.message}; next attempt in 7s`);
   });
 
   it('formats every config problem on its own line', () => {
@@ -150,5 +192,67 @@ describe('sendError', () => {
     expect(res.destroy).toHaveBeenCalledTimes(1);
     expect(res.writeHead).not.toHaveBeenCalled();
     expect(res.end).not.toHaveBeenCalled();
+  });
+
+  it.each([
+    ['an unreachable endpoint', new TokenEndpointUnreachableError('orders', 'down'), 503],
+    ['a timeout', new TokenEndpointTimeoutError('orders', 'slow'), 504],
+    ['a rejection', new TokenEndpointRejectedError('orders', 401, 'invalid_client', undefined), 502],
+  ])('answers a backoff after %s with its status and the time left as Retry-After', (_what, last, status) => {
+    const res = fakeResponse();
+    expect(sendError(res, new CredentialBackoffError('orders', last, 12))).toBe(status);
+    expect(res.writeHead.mock.calls[0]![0]).toBe(status);
+    expect(res.writeHead.mock.calls[0]![1]).toMatchObject({ 'retry-after': 12 });
+    expect(JSON.parse(res.end.mock.calls[0]![0] as string)).toEqual({
+      error: last.code,
+      credential: 'orders',
+      detail: `${last.message}; next attempt in 12s`,
+    });
+  });
+
+  it('never asks for less than one second', () => {
+    const res = fakeResponse();
+    sendError(res, new CredentialBackoffError('orders', new TokenEndpointUnreachableError('orders', 'x'), 0));
+    expect(res.writeHead.mock.calls[0]![1]).toMatchObject({ 'retry-after': 1 });
+  });
+
+  it('sends the Retry-After of a backoff on the wire', async () => {
+    const err = new CredentialBackoffError('orders', new TokenEndpointUnreachableError('orders', 'down'), 42);
+    const server = createServer((_req, res) => sendError(res, err));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('42');
+      expect(res.headers.get('content-type')).toBe('application/json');
+      expect(await res.json()).toMatchObject({ error: 'token_endpoint_unreachable', credential: 'orders' });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('answers a 5xx or 429 of the token endpoint with 503 and Retry-After, keeping its code', () => {
+    const res = fakeResponse();
+    expect(sendError(res, new TokenEndpointRejectedError('orders', 502, undefined, undefined))).toBe(503);
+    expect(res.writeHead).toHaveBeenCalledWith(503, expect.objectContaining({ 'retry-after': 5 }));
+    expect(JSON.parse(res.end.mock.calls[0]![0] as string)).toMatchObject({
+      error: 'token_endpoint_rejected',
+    });
+  });
+
+  it('answers a backoff after a 429 with 503 and the time left, not the default', () => {
+    const res = fakeResponse();
+    const last = new TokenEndpointRejectedError('orders', 429, undefined, undefined, 30_000);
+    expect(sendError(res, new CredentialBackoffError('orders', last, 30))).toBe(503);
+    expect(res.writeHead).toHaveBeenCalledWith(503, expect.objectContaining({ 'retry-after': 30 }));
+  });
+
+  it('sends no Retry-After for a permanent rejection', () => {
+    const res = fakeResponse();
+    expect(sendError(res, new TokenEndpointRejectedError('orders', 400, 'invalid_grant', undefined))).toBe(
+      502,
+    );
+    expect(res.writeHead.mock.calls[0]![1]).not.toHaveProperty('retry-after');
   });
 });

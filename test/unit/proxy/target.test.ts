@@ -3,8 +3,14 @@ import { describe, expect, it } from 'vitest';
 import { BadRequestError } from '../../../src/errors.js';
 import { parseTarget, splitAuthority } from '../../../src/proxy/target.js';
 
-function req(url: string, headers: Record<string, string> = {}, method = 'GET'): IncomingMessage {
-  return { url, method, headers } as unknown as IncomingMessage;
+/** A request stand-in; `rawHeaders` as Node gives them (name, value, …), by default one per header. */
+function req(
+  url: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+  rawHeaders: string[] = Object.entries(headers).flat(),
+): IncomingMessage {
+  return { url, method, headers, rawHeaders } as unknown as IncomingMessage;
 }
 
 function badRequest(r: IncomingMessage): BadRequestError {
@@ -68,6 +74,27 @@ describe('parseTarget: origin-form (reverse mode)', () => {
     '[zz::1]',
   ])('rejects the Host %j', (host) => {
     expect(badRequest(req('/x', { host })).message).toBe('Host header is not a valid host[:port]');
+  });
+});
+
+describe('parseTarget: more than one Host (RFC 9112 §3.2)', () => {
+  it.each([
+    ['two Host headers', ['Host', 'a.example.com', 'Host', 'b.example.com']],
+    ['the same Host twice', ['Host', 'a.example.com', 'X-Other', '1', 'host', 'a.example.com']],
+    ['Host in any case', ['HOST', 'a.example.com', 'hOsT', 'b.example.com']],
+  ])('rejects %s', (_what, raw) => {
+    // Node joins duplicate Host values into one (or keeps the first): only rawHeaders shows them.
+    const err = badRequest(req('/x', { host: 'a.example.com' }, 'GET', raw));
+    expect(err.message).toBe('request has more than one Host header');
+  });
+
+  it('rejects them in absolute-form too', () => {
+    badRequest(req('http://a.example.com/x', { host: 'a.example.com' }, 'GET', ['Host', 'a', 'Host', 'b']));
+  });
+
+  it('accepts one Host among headers whose names merely contain "host"', () => {
+    const raw = ['X-Forwarded-Host', 'evil.example.com', 'Host', 'a.example.com', 'Hosts', 'x'];
+    expect(parseTarget(req('/x', { host: 'a.example.com' }, 'GET', raw)).host).toBe('a.example.com');
   });
 });
 

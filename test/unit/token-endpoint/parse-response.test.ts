@@ -4,6 +4,7 @@ import {
   type ParseOptions,
   parseTokenResponse,
   type RawResponse,
+  retryAfterMs,
 } from '../../../src/token-endpoint/parse-response.js';
 
 const NOW = 1_700_000_000_000;
@@ -258,5 +259,81 @@ describe('parseTokenResponse: errors (RFC 6749 §5.2)', () => {
     expect(err.oauthError).toBe('invalid_request??X-Evil: 1');
     expect(err.oauthErrorDescription).toHaveLength(300);
     expect(err.message).not.toMatch(/[\r\n]/);
+  });
+});
+
+describe('retryAfterMs (RFC 9110 §10.2.3)', () => {
+  const httpDate = (ms: number) => new Date(ms).toUTCString();
+
+  it.each([
+    ['120', 120_000],
+    ['0', 0],
+    [' 7 ', 7_000],
+    ['007', 7_000],
+  ])('reads delay-seconds %j as %d ms', (value, ms) => {
+    expect(retryAfterMs(value, NOW)).toBe(ms);
+  });
+
+  it('reads an HTTP date as the time left until it', () => {
+    expect(httpDate(NOW + 30_000)).toMatch(/^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+    expect(retryAfterMs(httpDate(NOW + 30_000), NOW)).toBe(30_000);
+    expect(retryAfterMs(httpDate(NOW + 3_600_000), NOW)).toBe(3_600_000);
+  });
+
+  it('reads an HTTP date in the past as no wait, never a negative one', () => {
+    expect(retryAfterMs(httpDate(NOW - 60_000), NOW)).toBe(0);
+    expect(retryAfterMs('Sunday, 06-Nov-94 08:49:37 GMT', NOW)).toBe(0); // obsolete RFC 850 form
+  });
+
+  it.each([undefined, '', '   ', 'soon', '10 seconds', '1e3', '0x10'])('ignores %j', (value) => {
+    expect(retryAfterMs(value, NOW)).toBeUndefined();
+  });
+});
+
+describe('parseTokenResponse: Retry-After', () => {
+  it.each([
+    [503, '5', 5_000],
+    [429, new Date(NOW + 12_000).toUTCString(), 12_000],
+  ])('puts the Retry-After of a %d on the error, in ms', (status, retryAfter, ms) => {
+    const err = failure({
+      status,
+      contentType: 'application/json',
+      body: '{"error":"temporarily_unavailable"}',
+      retryAfter,
+    }) as TokenEndpointRejectedError;
+    expect(err).toBeInstanceOf(TokenEndpointRejectedError);
+    expect(err.status).toBe(status);
+    expect(err.retryAfterMs).toBe(ms);
+  });
+
+  it('counts an HTTP date from when the request started', () => {
+    const retryAfter = new Date(NOW + 10_000).toUTCString();
+    const rejected = (now: number) => {
+      try {
+        parse({ status: 503, contentType: 'text/plain', body: 'busy', retryAfter }, { now });
+      } catch (err) {
+        return err as TokenEndpointRejectedError;
+      }
+      throw new Error('expected parseTokenResponse to throw');
+    };
+    expect(rejected(NOW).retryAfterMs).toBe(10_000);
+    expect(rejected(NOW + 4_000).retryAfterMs).toBe(6_000);
+  });
+
+  it('leaves retryAfterMs undefined without the header or with garbage in it', () => {
+    expect(
+      (failure({ status: 503, contentType: 'text/plain', body: 'busy' }) as TokenEndpointRejectedError)
+        .retryAfterMs,
+    ).toBeUndefined();
+    expect(
+      (
+        failure({
+          status: 503,
+          contentType: 'text/plain',
+          body: 'busy',
+          retryAfter: 'later',
+        }) as TokenEndpointRejectedError
+      ).retryAfterMs,
+    ).toBeUndefined();
   });
 });
