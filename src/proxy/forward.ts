@@ -117,7 +117,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    if (this.#discarding) return this.#finish('discarded');
+    if (this.#discarding) {
+      this.#finish('discarded');
+      return;
+    }
     this.#res.end();
     this.#finish(this.#status);
   }
@@ -128,12 +131,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       res.destroyed ||
       (this.#controller?.aborted && this.#controller.reason?.message === clientClosed().message)
     ) {
-      return this.#finish(CLIENT_CLOSED);
+      this.#finish(CLIENT_CLOSED);
+      return;
     }
     if (this.#status !== 0) {
       // The upstream failed mid-body: the status is sent, so the only honest signal is to cut.
       res.destroy();
-      return this.#finish(this.#status);
+      this.#finish(this.#status);
+      return;
     }
     const extra = this.#fwd.route !== undefined ? { route: this.#fwd.route } : {};
     this.#finish(sendError(res, upstreamError(err), extra));
