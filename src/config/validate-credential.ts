@@ -431,21 +431,24 @@ function grantConfig(c: Checker, obj: Obj, path: string, type: GrantType): Grant
 
 type Source = TokenInput['source'];
 
-const ALL_INPUT_KEYS = [
-  'private_key_file',
-  'signing_alg',
-  'key_id',
-  'certificate_file',
-  'issuer',
-  'subject',
-  'audience',
-  'lifetime',
-  'claims',
-  'path',
-  'header',
-  'max_entries',
-  'credential',
-];
+/** The keys each source of an assertion, subject token or actor token may have. */
+const INPUT_KEYS: Readonly<Record<Source, readonly string[]>> = {
+  sign: [
+    'private_key_file',
+    'signing_alg',
+    'key_id',
+    'certificate_file',
+    'issuer',
+    'subject',
+    'audience',
+    'lifetime',
+    'claims',
+  ],
+  file: ['path'],
+  request_header: ['header', 'max_entries'],
+  credential: ['credential'],
+};
+const ALL_INPUT_KEYS = Object.values(INPUT_KEYS).flat();
 
 /** `assertion`, `subject_token` or `actor_token`: where the value comes from, and its type. */
 function tokenInput<S extends Source>(
@@ -463,26 +466,10 @@ function tokenInput<S extends Source>(
   const source = c.choice(obj, 'source', path, sources);
   if (source === undefined) {
     // Still catch typos in the other keys ("sourse"), against every source's keys.
-    c.onlyKeys(obj, path, ['source', ...(key !== 'assertion' ? ['type'] : []), ...ALL_INPUT_KEYS]);
+    c.onlyKeys(obj, path, ['source', ...(isExchange ? ['type'] : []), ...ALL_INPUT_KEYS]);
     return undefined;
   }
-  const allowed: Record<Source, string[]> = {
-    sign: [
-      'private_key_file',
-      'signing_alg',
-      'key_id',
-      'certificate_file',
-      'issuer',
-      'subject',
-      'audience',
-      'lifetime',
-      'claims',
-    ],
-    file: ['path'],
-    request_header: ['header', 'max_entries'],
-    credential: ['credential'],
-  };
-  c.onlyKeys(obj, path, ['source', ...(isExchange ? ['type'] : []), ...allowed[source]]);
+  c.onlyKeys(obj, path, ['source', ...(isExchange ? ['type'] : []), ...INPUT_KEYS[source]]);
   let type: string | undefined;
   if (isExchange) {
     c.required(obj, 'type', path);

@@ -60,14 +60,18 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     const matched = route(target);
     if (!matched) return ['none', await unmatched(req, res, target)];
     const routeTokens = tokens.get(matched.name)!;
-    let token: Token;
-    try {
-      token = await routeTokens.token(req.headers);
-    } catch (err) {
-      // A client that left while we waited for the token is not a token failure to report.
-      if (res.destroyed) return [matched.name, CLIENT_CLOSED];
-      return [matched.name, sendError(res, asKnown(err), { route: matched.name })];
-    }
+    // The token, or the status already answered when there is none.
+    const tokenOrStatus = async (): Promise<Token | number> => {
+      try {
+        return await routeTokens.token(req.headers);
+      } catch (err) {
+        // A client that left while we waited for the token is not a token failure to report.
+        if (res.destroyed) return CLIENT_CLOSED;
+        return sendError(res, asKnown(err), { route: matched.name });
+      }
+    };
+    const token = await tokenOrStatus();
+    if (typeof token === 'number') return [matched.name, token];
     if (res.destroyed) return [matched.name, CLIENT_CLOSED];
     // A body small enough to keep can be sent again if the upstream refuses the token.
     const body = hasBody(req) ? await replayableBody(req, matched.replayBufferBytes) : null;
@@ -97,13 +101,8 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     const first = await send(token, body !== undefined);
     if (first !== 'discarded') return [matched.name, first];
     // One retry with a new token, never more: a second 401 goes to the app as it is.
-    let fresh: Token;
-    try {
-      fresh = await routeTokens.token(req.headers);
-    } catch (err) {
-      if (res.destroyed) return [matched.name, CLIENT_CLOSED];
-      return [matched.name, sendError(res, asKnown(err), { route: matched.name })];
-    }
+    const fresh = await tokenOrStatus();
+    if (typeof fresh === 'number') return [matched.name, fresh];
     logger.debug(
       { event: 'retry_after_401', route: matched.name },
       'upstream refused the token; retrying once',
