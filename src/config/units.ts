@@ -34,7 +34,8 @@ export function parseSize(value: unknown): number | undefined {
   const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
   if (!match) return undefined;
   const unit = (match[2] || 'b').toLowerCase();
-  const factor = SIZE_UNITS[unit];
-  if (factor === undefined) return undefined;
+  // Own keys only: a unit such as "constructor" must not find Object.prototype.
+  if (!Object.hasOwn(SIZE_UNITS, unit)) return undefined;
+  const factor = SIZE_UNITS[unit]!;
   return Math.floor(Number(match[1]) * factor);
 }

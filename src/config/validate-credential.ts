@@ -534,7 +534,8 @@ function tokenInput<S extends Source>(
 }
 
 function tokenType(c: Checker, value: string, path: string): string | undefined {
-  const full = TOKEN_TYPES[value] ?? value;
+  // Own keys only: "valueOf" or "constructor" must not find Object.prototype.
+  const full = Object.hasOwn(TOKEN_TYPES, value) ? TOKEN_TYPES[value]! : value;
   if (!full.includes(':')) {
     c.add(
       path,

@@ -200,6 +200,7 @@ export class TokenSource {
   /** Attempts until one succeeds, a failure is permanent, or the next try would miss the deadline. */
   async #attempts(): Promise<Token> {
     const deadline = this.#now() + this.#retry.deadlineMs;
+    let attempt = 0;
     for (;;) {
       try {
         const token = await this.#opts.fetch(this.#token, deadline);
@@ -215,7 +216,10 @@ export class TokenSource {
         // The app's own input was unusable (e.g. a malformed assertion): the endpoint is fine,
         // so this is neither a failure to back off from nor one to hand to the next caller.
         if (!(error instanceof TokenError)) throw error;
-        this.#lastError = error;
+        // A retry cut short by the deadline says nothing new: keep the failure that caused it.
+        const cutShort = error.code === 'token_endpoint_timeout' && this.#now() >= deadline - 5;
+        if (!(cutShort && this.#lastError instanceof TokenError && attempt > 0)) this.#lastError = error;
+        attempt++;
         this.#failures++;
         const delay = this.#nextDelay(error);
         this.#retryAt = this.#now() + delay;

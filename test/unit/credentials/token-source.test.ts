@@ -326,6 +326,10 @@ describe('TokenSource: refresh failure', () => {
     // Refreshes at 76 000, then +125, +250, … +8 000 = 91 875; the next (+15 000) would come after 99 000.
     expect(fetch).toHaveBeenCalledTimes(1 + 8);
     for (const call of fetch.mock.calls.slice(1)) expect(call[0]?.accessToken).toBe('first');
+    // No background attempt after that: the next fetch is up to the next caller.
+    await vi.advanceTimersByTimeAsync(10 * LIFETIME);
+    expect(fetch).toHaveBeenCalledTimes(1 + 8);
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it('serves the token while a refresh hangs until 1 s before its real expiry, never after', async () => {
