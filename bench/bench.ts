@@ -1217,11 +1217,13 @@ async function startMinimalProxy(
         res.writeHead(statusCode, strip(headers));
         return res;
       }).catch(() => { if (!res.headersSent) res.writeHead(502); res.end(); });
-    }).listen(Number(port), '127.0.0.1');`;
+    }).listen(Number(port), '127.0.0.1');
+    // A normal exit on SIGTERM, so that --cpu-prof (BENCH_PROXY_NODE_ARGS) writes its profile.
+    process.on('SIGTERM', () => process.exit(0));`;
   const [cmd, args] = pinned(
     PROXY_CORE,
     process.execPath,
-    ['-e', src, String(port), `http://127.0.0.1:${upstreamPort}`, `Bearer ${TOKEN}`],
+    [...PROXY_NODE_ARGS, '-e', src, String(port), `http://127.0.0.1:${upstreamPort}`, `Bearer ${TOKEN}`],
     tools.pin,
   );
   // cwd: the repository, so require('undici') finds the project's copy.

@@ -1,4 +1,12 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  Counter,
+  type CounterConfiguration,
+  collectDefaultMetrics,
+  Gauge,
+  Histogram,
+  type LabelValues,
+  Registry,
+} from 'prom-client';
 
 const PREFIX = 'token_injector_';
 
@@ -24,7 +32,7 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
-  readonly cacheHits = new Counter({
+  readonly cacheHits = new BatchedCounter({
     name: `${PREFIX}token_cache_hits_total`,
     help: 'Requests served with a cached token.',
     labelNames: ['credential'] as const,
@@ -60,7 +68,7 @@ export class Metrics {
     labelNames: ['credential', 'code'] as const,
     registers: [this.registry],
   });
-  readonly proxiedRequests = new Counter({
+  readonly proxiedRequests = new BatchedCounter({
     name: `${PREFIX}proxied_requests_total`,
     help: 'Requests answered by the proxy, by route ("none" when unmatched) and status class.',
     labelNames: ['route', 'status_class'] as const,
@@ -76,6 +84,39 @@ export class Metrics {
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+  }
+}
+
+/**
+ * A counter for the request path. prom-client validates and hashes the label set on every `inc`;
+ * here an increment is one addition to a number kept per label set, and the sums are added to
+ * the prom-client counter whenever it is read (a scrape, or `get()`).
+ */
+export class BatchedCounter<T extends string> {
+  readonly counter: Counter<T>;
+  readonly #pending: { readonly labels: LabelValues<T>; n: number }[] = [];
+
+  constructor(config: Omit<CounterConfiguration<T>, 'collect'>) {
+    const pending = this.#pending;
+    this.counter = new Counter<T>({
+      ...config,
+      collect() {
+        for (const p of pending) {
+          if (p.n === 0) continue;
+          this.inc(p.labels, p.n);
+          p.n = 0;
+        }
+      },
+    });
+  }
+
+  /** The increment for one label set: made once (at start-up, or on first use), called per event. */
+  child(labels: LabelValues<T>): () => void {
+    const entry = { labels, n: 0 };
+    this.#pending.push(entry);
+    return () => {
+      entry.n++;
+    };
   }
 }
 

@@ -13,7 +13,8 @@ import { type RetryPolicy, TokenSource, type TokenSourceEvents, type TokenState 
 export interface RouteTokens {
   /** Lower-case request headers that carry the app's assertions: consumed, never forwarded. */
   readonly consumedHeaders: readonly string[];
-  token(headers: IncomingHttpHeaders): Promise<Token>;
+  /** The token for a request: the token itself when one is cached, else a promise of it. */
+  token(headers: IncomingHttpHeaders): Token | Promise<Token>;
   /** Drops `accessToken` from the cache (an upstream refused it), if it is still the cached one. */
   invalidate(headers: IncomingHttpHeaders, accessToken: string): void;
 }
@@ -73,7 +74,7 @@ export class Credentials {
       const source = this.source(route.credential, route.tokenScope);
       return {
         consumedHeaders: [],
-        token: () => source.get(),
+        token: () => source.cached() ?? source.get(),
         invalidate: (_h, accessToken) => source.invalidate(accessToken),
       };
     }
@@ -178,11 +179,11 @@ export class Credentials {
       log.warn({ event: 'refresh_retry', retry_in_ms: retryIn }, 'refresh failed; keeping the current token');
     const m = this.#metrics;
     if (!m) return { refreshFailed };
-    const hits = m.cacheHits.labels(labels);
+    const cacheHit = m.cacheHits.child(labels);
     const misses = m.cacheMisses.labels(labels);
     const refreshes = m.cacheRefreshes.labels(labels);
     return {
-      cacheHit: () => hits.inc(),
+      cacheHit,
       cacheMiss: () => misses.inc(),
       refreshStarted: () => refreshes.inc(),
       refreshFailed,

@@ -116,13 +116,21 @@ export class TokenSource {
     return renewing && now < token.expiresAt - MIN_SAFETY_MS ? token : undefined;
   }
 
+  /**
+   * The cached token if it is usable now, counted as a cache hit; otherwise undefined, and
+   * {@link get} fetches one. Synchronous, so the request path does not wait a tick for a token
+   * it already holds.
+   */
+  cached(): Token | undefined {
+    const token = this.peek();
+    if (token) this.#opts.events?.cacheHit?.();
+    return token;
+  }
+
   /** A usable token: the cached one, or the result of the (shared) fetch in progress or started now. */
   get(): Promise<Token> {
-    const token = this.peek();
-    if (token) {
-      this.#opts.events?.cacheHit?.();
-      return Promise.resolve(token);
-    }
+    const token = this.cached();
+    if (token) return Promise.resolve(token);
     this.#opts.events?.cacheMiss?.();
     if (this.#inflight) return this.#inflight;
     const current = this.#token;

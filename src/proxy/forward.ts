@@ -13,18 +13,25 @@ export interface ForwardRequest {
   readonly route?: string;
   /** The request body: the client's stream, a buffered copy (replayable), or none. */
   readonly body?: IncomingMessage | Buffer | null;
+}
+
+/**
+ * Told how a forwarded request goes. An object with methods rather than callbacks: the request
+ * path then allocates no closures per request.
+ */
+export interface ForwardObserver {
   /**
-   * Asked when the response headers arrive: true discards this response (the caller will retry)
-   * instead of passing it to the client.
+   * The upstream's response headers arrived. Returning true discards this response (the caller
+   * will retry) instead of passing it to the client.
    */
-  readonly discard?: (status: number, headers: Record<string, string | string[]>) => boolean;
-  /** Called once the upstream's response headers arrive. */
-  readonly onResponse?: (status: number) => void;
+  onUpstreamResponse?(status: number, headers: Record<string, string | string[]>): boolean;
+  /** Called once when the exchange is over. */
+  onForwarded(outcome: ForwardOutcome): void;
 }
 
 /**
  * What happened to a forwarded request, for logs and metrics: the status sent (499: the client
- * went away), or `discarded` when `discard` chose to drop the response.
+ * went away), or `discarded` when the observer chose to drop the response.
  */
 export type ForwardOutcome = number | 'discarded';
 
@@ -44,25 +51,34 @@ export function forward(
   req: IncomingMessage,
   res: ServerResponse,
   fwd: ForwardRequest,
+  observer: ForwardObserver,
+): void {
+  const handler = new ForwardHandler(res, fwd, observer);
+  try {
+    dispatcher.dispatch(
+      {
+        ...(fwd.origin !== undefined ? { origin: fwd.origin } : {}),
+        path: fwd.path,
+        method: req.method as Dispatcher.HttpMethod,
+        headers: fwd.headers,
+        body: fwd.body !== undefined ? fwd.body : hasBody(req) ? req : null,
+      },
+      handler,
+    );
+  } catch (err) {
+    // Options undici refuses outright (it validates synchronously) answer like any failure.
+    handler.onResponseError(undefined, err as Error);
+  }
+}
+
+/** {@link forward} for callers that await the outcome. */
+export function forwarded(
+  dispatcher: Dispatcher,
+  req: IncomingMessage,
+  res: ServerResponse,
+  fwd: ForwardRequest,
 ): Promise<ForwardOutcome> {
-  return new Promise<ForwardOutcome>((resolve) => {
-    const handler = new ForwardHandler(res, fwd, resolve);
-    try {
-      dispatcher.dispatch(
-        {
-          ...(fwd.origin !== undefined ? { origin: fwd.origin } : {}),
-          path: fwd.path,
-          method: req.method as Dispatcher.HttpMethod,
-          headers: fwd.headers,
-          body: fwd.body !== undefined ? fwd.body : hasBody(req) ? req : null,
-        },
-        handler,
-      );
-    } catch (err) {
-      // Options undici refuses outright (it validates synchronously) answer like any failure.
-      handler.onResponseError(undefined, err as Error);
-    }
-  });
+  return new Promise((resolve) => forward(dispatcher, req, res, fwd, { onForwarded: resolve }));
 }
 
 const clientClosed = () => new Error('client closed the connection');
@@ -74,16 +90,17 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   #done = false;
   readonly #res: ServerResponse;
   readonly #fwd: ForwardRequest;
-  readonly #resolve: (outcome: ForwardOutcome) => void;
+  readonly #observer: ForwardObserver;
   readonly #onClose = () => {
     if (!this.#res.writableFinished) this.#controller?.abort(clientClosed());
   };
-  readonly #onDrain = () => this.#controller?.resume();
+  /** Made on the first backpressure only: most responses never need it. */
+  #onDrain: (() => void) | undefined;
 
-  constructor(res: ServerResponse, fwd: ForwardRequest, resolve: (outcome: ForwardOutcome) => void) {
+  constructor(res: ServerResponse, fwd: ForwardRequest, observer: ForwardObserver) {
     this.#res = res;
     this.#fwd = fwd;
-    this.#resolve = resolve;
+    this.#observer = observer;
     res.once('close', this.#onClose);
   }
 
@@ -99,8 +116,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     if (statusCode < 200) return; // 1xx interim answers are not forwarded
-    this.#fwd.onResponse?.(statusCode);
-    if (this.#fwd.discard?.(statusCode, headers as Record<string, string | string[]>)) {
+    if (this.#observer.onUpstreamResponse?.(statusCode, headers as Record<string, string | string[]>)) {
       this.#discarding = true;
       return;
     }
@@ -112,6 +128,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (this.#discarding) return;
     if (!this.#res.write(chunk)) {
       controller.pause();
+      this.#onDrain ??= () => this.#controller?.resume();
       this.#res.once('drain', this.#onDrain);
     }
   }
@@ -148,8 +165,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (this.#done) return;
     this.#done = true;
     this.#res.off('close', this.#onClose);
-    this.#res.off('drain', this.#onDrain);
-    this.#resolve(outcome);
+    if (this.#onDrain) this.#res.off('drain', this.#onDrain);
+    this.#observer.onForwarded(outcome);
   }
 }
 

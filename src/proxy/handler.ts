@@ -9,11 +9,18 @@ import {
   RouteNotFoundError,
   TokenInjectorError,
 } from '../errors.js';
-import type { Logger } from '../log.js';
+import { createAccessLog, type Logger } from '../log.js';
 import { createRouter } from '../router/router.js';
 import type { Token } from '../token-endpoint/token.js';
 import { sendError } from './error-response.js';
-import { CLIENT_CLOSED, forward, hasBody } from './forward.js';
+import {
+  CLIENT_CLOSED,
+  type ForwardObserver,
+  type ForwardOutcome,
+  forward,
+  forwarded,
+  hasBody,
+} from './forward.js';
 import { hasOurVia, upstreamRequestHeaders } from './headers.js';
 import { type ParsedTarget, parseTarget } from './target.js';
 import type { Upstreams } from './upstreams.js';
@@ -32,84 +39,48 @@ const noop = () => {};
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { config, credentials, upstreams, metrics, logger } = deps;
   const route = createRouter(config.routes);
-  const tokens = new Map<string, RouteTokens>(config.routes.map((r) => [r.name, credentials.forRoute(r)]));
-  // Label children are looked up once per route, not on every request.
-  const durations = new Map(
-    config.routes.map((r) => [r.name, metrics.upstreamDuration.labels({ route: r.name })]),
+  const access = createAccessLog(logger);
+  // Per-route state and metric children are looked up once, not on every request.
+  const routes = new Map<string, RouteState>(
+    config.routes.map((r) => [
+      r.name,
+      {
+        config: r,
+        tokens: credentials.forRoute(r),
+        upstreamDuration: metrics.upstreamDuration.labels({ route: r.name }),
+      },
+    ]),
   );
-  const upstreamDuration = (name: string) => durations.get(name)!;
-  const proxied = new Map<string, ReturnType<typeof metrics.proxiedRequests.labels>>();
+  const proxied = new Map<string, () => void>();
   const countProxied = (routeName: string, status: number) => {
     const cls = statusClass(status);
     const key = `${routeName}\n${cls}`;
-    let child = proxied.get(key);
-    if (!child) {
-      child = metrics.proxiedRequests.labels({ route: routeName, status_class: cls });
-      proxied.set(key, child);
+    let inc = proxied.get(key);
+    if (!inc) {
+      inc = metrics.proxiedRequests.child({ route: routeName, status_class: cls });
+      proxied.set(key, inc);
     }
-    child.inc();
+    inc();
   };
-
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<[string, number]> {
-    let target: ParsedTarget;
-    try {
-      target = parseTarget(req);
-    } catch (err) {
-      return ['none', sendError(res, err as BadRequestError)];
-    }
-    const matched = route(target);
-    if (!matched) return ['none', await unmatched(req, res, target)];
-    const routeTokens = tokens.get(matched.name)!;
-    // The token, or the status already answered when there is none.
-    const tokenOrStatus = async (): Promise<Token | number> => {
-      try {
-        return await routeTokens.token(req.headers);
-      } catch (err) {
-        // A client that left while we waited for the token is not a token failure to report.
-        if (res.destroyed) return CLIENT_CLOSED;
-        return sendError(res, asKnown(err), { route: matched.name });
-      }
-    };
-    const token = await tokenOrStatus();
-    if (typeof token === 'number') return [matched.name, token];
-    if (res.destroyed) return [matched.name, CLIENT_CLOSED];
-    // A body small enough to keep can be sent again if the upstream refuses the token.
-    const body = hasBody(req) ? await replayableBody(req, matched.replayBufferBytes) : null;
-    if (res.destroyed) return [matched.name, CLIENT_CLOSED];
-    const send = (current: Token, mayRetry: boolean) => {
-      const started = performance.now();
-      return forward(upstreams.forRoute(matched), req, res, {
-        path: upstreamPath(matched, target.path),
-        headers: upstreamRequestHeaders(
-          req.rawHeaders,
-          { name: matched.header, value: matched.prefix + current.accessToken },
-          routeTokens.consumedHeaders,
-        ),
-        body: body === undefined ? req : body,
-        route: matched.name,
-        onResponse: () => upstreamDuration(matched.name).observe((performance.now() - started) / 1000),
-        discard: (status, headers) => {
-          if (status !== 401 || !(matched.retryOn401 || saysInvalidToken(headers['www-authenticate']))) {
-            return false;
-          }
-          // The upstream refused this token: never serve it again, whatever happens next.
-          routeTokens.invalidate(req.headers, current.accessToken);
-          return mayRetry;
-        },
+  const shared: Shared = {
+    upstreams,
+    logger,
+    done(req, started, routeName, status) {
+      countProxied(routeName, status);
+      access({
+        route: routeName,
+        method: req.method,
+        host: req.headers.host,
+        path: pathOnly(req.url ?? ''),
+        status,
+        durationMs: Math.round((performance.now() - started) * 100) / 100,
       });
-    };
-    const first = await send(token, body !== undefined);
-    if (first !== 'discarded') return [matched.name, first];
-    // One retry with a new token, never more: a second 401 goes to the app as it is.
-    const fresh = await tokenOrStatus();
-    if (typeof fresh === 'number') return [matched.name, fresh];
-    logger.debug(
-      { event: 'retry_after_401', route: matched.name },
-      'upstream refused the token; retrying once',
-    );
-    const second = await send(fresh, false);
-    return [matched.name, second === 'discarded' ? CLIENT_CLOSED : second];
-  }
+    },
+    failed(res, err) {
+      logger.error({ event: 'internal_error', err: { message: (err as Error).message } }, 'request failed');
+      sendError(res, asKnown(err));
+    },
+  };
 
   async function unmatched(req: IncomingMessage, res: ServerResponse, target: ParsedTarget): Promise<number> {
     if (config.unmatched === 'deny') {
@@ -127,7 +98,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       );
     }
     const port = target.port === (target.scheme === 'https' ? 443 : 80) ? '' : `:${target.port}`;
-    const outcome = await forward(upstreams.passthrough, req, res, {
+    const outcome = await forwarded(upstreams.passthrough, req, res, {
       origin: `${target.scheme}://${target.host}${port}`,
       path: target.path,
       headers: upstreamRequestHeaders(req.rawHeaders, undefined),
@@ -140,28 +111,168 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     // Until undici consumes the body, nobody listens: an early client reset must not crash us.
     req.on('error', noop);
     res.on('error', noop);
-    handle(req, res).then(
-      ([routeName, status]) => {
-        countProxied(routeName, status);
-        logger.info(
-          {
-            event: 'request',
-            route: routeName,
-            method: req.method,
-            host: req.headers.host,
-            path: pathOnly(req.url ?? ''),
-            status,
-            duration_ms: Math.round((performance.now() - started) * 100) / 100,
-          },
-          'proxied',
-        );
-      },
-      (err: unknown) => {
-        logger.error({ event: 'internal_error', err: { message: (err as Error).message } }, 'request failed');
-        sendError(res, asKnown(err));
-      },
-    );
+    let target: ParsedTarget;
+    try {
+      target = parseTarget(req);
+    } catch (err) {
+      shared.done(req, started, 'none', sendError(res, err as BadRequestError));
+      return;
+    }
+    const matched = route(target);
+    if (!matched) {
+      unmatched(req, res, target).then(
+        (status) => shared.done(req, started, 'none', status),
+        (err: unknown) => shared.failed(res, err),
+      );
+      return;
+    }
+    new RoutedRequest(shared, routes.get(matched.name)!, req, res, target.path, started).start();
   };
+}
+
+interface RouteState {
+  readonly config: RouteConfig;
+  readonly tokens: RouteTokens;
+  readonly upstreamDuration: { observe(seconds: number): void };
+}
+
+/** What every request of one handler shares. */
+interface Shared {
+  readonly upstreams: Upstreams;
+  readonly logger: Logger;
+  /** Logs and counts a request that has been answered. */
+  done(req: IncomingMessage, started: number, routeName: string, status: number): void;
+  /** Answers a request that failed in an unexpected way. */
+  failed(res: ServerResponse, err: unknown): void;
+}
+
+/**
+ * One routed request, from its token to its answer. A class, so the request path allocates one
+ * object instead of a closure per step; a request whose token is cached and that has no body
+ * goes to the upstream without waiting a tick.
+ */
+class RoutedRequest implements ForwardObserver {
+  /** A body kept in memory (replayable), none (null), or the client's stream (undefined). */
+  #body: Buffer | null | undefined = null;
+  #token: Token | undefined;
+  #mayRetry = false;
+  #sentAt = 0;
+
+  constructor(
+    readonly shared: Shared,
+    readonly route: RouteState,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly path: string,
+    readonly started: number,
+  ) {}
+
+  start(): void {
+    if (!hasBody(this.req)) {
+      let token: Token | Promise<Token>;
+      try {
+        token = this.route.tokens.token(this.req.headers);
+      } catch (err) {
+        this.#answered(this.#tokenFailure(err));
+        return;
+      }
+      if (!(token instanceof Promise)) {
+        this.#send(token, true);
+        return;
+      }
+      this.#startAsync(token).catch((err: unknown) => this.shared.failed(this.res, err));
+      return;
+    }
+    this.#startAsync(undefined).catch((err: unknown) => this.shared.failed(this.res, err));
+  }
+
+  /** The path for a token that must be awaited, or a body that must be read first. */
+  async #startAsync(pending: Promise<Token> | undefined): Promise<void> {
+    const token = await this.#tokenOrStatus(pending);
+    if (typeof token === 'number') return this.#answered(token);
+    if (this.res.destroyed) return this.#answered(CLIENT_CLOSED);
+    // A body small enough to keep can be sent again if the upstream refuses the token.
+    this.#body = hasBody(this.req)
+      ? await replayableBody(this.req, this.route.config.replayBufferBytes)
+      : null;
+    if (this.res.destroyed) return this.#answered(CLIENT_CLOSED);
+    this.#send(token, this.#body !== undefined);
+  }
+
+  /** The token, or the status already answered when there is none. */
+  async #tokenOrStatus(pending?: Promise<Token>): Promise<Token | number> {
+    try {
+      return await (pending ?? this.route.tokens.token(this.req.headers));
+    } catch (err) {
+      return this.#tokenFailure(err);
+    }
+  }
+
+  #tokenFailure(err: unknown): number {
+    // A client that left while we waited for the token is not a token failure to report.
+    if (this.res.destroyed) return CLIENT_CLOSED;
+    return sendError(this.res, asKnown(err), { route: this.route.config.name });
+  }
+
+  #send(token: Token, mayRetry: boolean): void {
+    const route = this.route.config;
+    this.#token = token;
+    this.#mayRetry = mayRetry;
+    this.#sentAt = performance.now();
+    forward(
+      this.shared.upstreams.forRoute(route),
+      this.req,
+      this.res,
+      {
+        path: upstreamPath(route, this.path),
+        headers: upstreamRequestHeaders(
+          this.req.rawHeaders,
+          { name: route.header, value: route.prefix + token.accessToken },
+          this.route.tokens.consumedHeaders,
+        ),
+        body: this.#body === undefined ? this.req : this.#body,
+        route: route.name,
+      },
+      this,
+    );
+  }
+
+  onUpstreamResponse(status: number, headers: Record<string, string | string[]>): boolean {
+    this.route.upstreamDuration.observe((performance.now() - this.#sentAt) / 1000);
+    if (status !== 401 || !(this.route.config.retryOn401 || saysInvalidToken(headers['www-authenticate']))) {
+      return false;
+    }
+    // The upstream refused this token: never serve it again, whatever happens next.
+    this.route.tokens.invalidate(this.req.headers, this.#token!.accessToken);
+    return this.#mayRetry;
+  }
+
+  onForwarded(outcome: ForwardOutcome): void {
+    if (outcome !== 'discarded') {
+      this.#answered(outcome);
+      return;
+    }
+    if (!this.#mayRetry) {
+      this.#answered(CLIENT_CLOSED);
+      return;
+    }
+    this.#retry().catch((err: unknown) => this.shared.failed(this.res, err));
+  }
+
+  /** One retry with a new token, never more: a second 401 goes to the app as it is. */
+  async #retry(): Promise<void> {
+    const fresh = await this.#tokenOrStatus();
+    if (typeof fresh === 'number') return this.#answered(fresh);
+    this.shared.logger.debug(
+      { event: 'retry_after_401', route: this.route.config.name },
+      'upstream refused the token; retrying once',
+    );
+    this.#send(fresh, false);
+  }
+
+  #answered(status: number): void {
+    this.shared.done(this.req, this.started, this.route.config.name, status);
+  }
 }
 
 /**

@@ -57,11 +57,13 @@ export function downstreamResponseHeaders(
   headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
 ): OutgoingHttpHeaders {
   const connection = headers['connection'];
-  const named = connection
-    ? tokens(Array.isArray(connection) ? connection.join(',') : connection)
-    : undefined;
+  const named =
+    connection === undefined
+      ? undefined
+      : connectionNames(Array.isArray(connection) ? connection.join(',') : connection);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name)) continue;
     out[name] = value;
   }
@@ -79,19 +81,26 @@ export function hasOurVia(rawHeaders: readonly string[]): boolean {
 function connectionNamed(rawHeaders: readonly string[]): Set<string> | undefined {
   let named: Set<string> | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]!.toLowerCase() === 'connection') {
-      named ??= new Set();
-      for (const t of tokens(rawHeaders[i + 1]!)) named.add(t);
-    }
+    if (rawHeaders[i]!.toLowerCase() !== 'connection') continue;
+    const listed = connectionNames(rawHeaders[i + 1]!);
+    if (listed === undefined) continue;
+    named ??= new Set();
+    for (const t of listed) named.add(t);
   }
   return named;
 }
 
-function tokens(value: string): Set<string> {
+/**
+ * The header names a `Connection` value lists (lower-case), or undefined when it lists only
+ * `keep-alive` or `close`, which are hop-by-hop already: the usual case, answered without a Set.
+ */
+function connectionNames(value: string): Set<string> | undefined {
+  const lower = value.toLowerCase();
+  if (lower === 'keep-alive' || lower === 'close') return undefined;
   return new Set(
-    value
+    lower
       .split(',')
-      .map((t) => t.trim().toLowerCase())
+      .map((t) => t.trim())
       .filter(Boolean),
   );
 }
