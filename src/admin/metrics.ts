@@ -94,9 +94,11 @@ export class Metrics {
  */
 export class BatchedCounter<T extends string> {
   readonly counter: Counter<T>;
+  readonly #labelNames: ReadonlySet<string>;
   readonly #pending: { readonly labels: LabelValues<T>; n: number }[] = [];
 
   constructor(config: Omit<CounterConfiguration<T>, 'collect'>) {
+    this.#labelNames = new Set(config.labelNames ?? []);
     const pending = this.#pending;
     this.counter = new Counter<T>({
       ...config,
@@ -112,6 +114,12 @@ export class BatchedCounter<T extends string> {
 
   /** The increment for one label set: made once (at start-up, or on first use), called per event. */
   child(labels: LabelValues<T>): () => void {
+    // A wrong label name fails here, once; prom-client would refuse it at every scrape.
+    for (const name of Object.keys(labels)) {
+      if (!this.#labelNames.has(name)) {
+        throw new TypeError(`label "${name}" is not one of ${[...this.#labelNames].join(', ')}`);
+      }
+    }
     const entry = { labels, n: 0 };
     this.#pending.push(entry);
     return () => {

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Metrics, statusClass } from '../admin/metrics.js';
+import { type Metrics, type StatusClass, statusClass } from '../admin/metrics.js';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Credentials, RouteTokens } from '../credentials/credentials.js';
 import {
@@ -33,8 +33,6 @@ export interface ProxyDeps {
   readonly logger: Logger;
 }
 
-const noop = () => {};
-
 /** The request handler of the proxy listener: route, get a token, inject it, forward. */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { config, credentials, upstreams, metrics, logger } = deps;
@@ -51,14 +49,19 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       },
     ]),
   );
-  const proxied = new Map<string, () => void>();
+  // Per route name ('none' too), one increment per status class, made on first use.
+  const proxied = new Map<string, Map<StatusClass, () => void>>();
   const countProxied = (routeName: string, status: number) => {
+    let byClass = proxied.get(routeName);
+    if (!byClass) {
+      byClass = new Map();
+      proxied.set(routeName, byClass);
+    }
     const cls = statusClass(status);
-    const key = `${routeName}\n${cls}`;
-    let inc = proxied.get(key);
+    let inc = byClass.get(cls);
     if (!inc) {
       inc = metrics.proxiedRequests.child({ route: routeName, status_class: cls });
-      proxied.set(key, inc);
+      byClass.set(cls, inc);
     }
     inc();
   };
@@ -108,9 +111,8 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
 
   return (req, res) => {
     const started = performance.now();
-    // Until undici consumes the body, nobody listens: an early client reset must not crash us.
-    req.on('error', noop);
-    res.on('error', noop);
+    // No 'error' listeners needed here: Node emits a request's 'error' (a client reset) only when
+    // someone listens, and whoever reads the body (undici, the replay buffer) does.
     let target: ParsedTarget;
     try {
       target = parseTarget(req);

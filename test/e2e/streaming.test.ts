@@ -228,7 +228,13 @@ describe('streaming through a spawned proxy', () => {
     expect(failed['error']).toBe('token_endpoint_timeout');
     fake.setBehavior({ kind: 'token' });
 
-    const res = await request(`${run.proxyUrl}/slow-token/second?x=1`);
+    // Until the 1 ms backoff has passed, a request fails fast with the last error (the log line
+    // can reach us sooner than that); the next one probes the healed endpoint.
+    let res = await request(`${run.proxyUrl}/slow-token/second?x=1`);
+    for (let attempt = 0; res.statusCode === 504 && attempt < 20; attempt++) {
+      expect(await res.body.json()).toMatchObject({ error: 'token_endpoint_timeout', credential: 'slow' });
+      res = await request(`${run.proxyUrl}/slow-token/second?x=1`);
+    }
     expect(res.statusCode).toBe(200);
     const echo = (await res.body.json()) as EchoResponse;
     expect(echo.path).toBe('/second?x=1');
