@@ -66,7 +66,9 @@ export class Upstreams {
 
   forRoute(route: RouteConfig): Dispatcher {
     const entry = this.#byRoute.get(route.name)!;
-    if (performance.now() >= entry.nextCheck) this.#recheck(entry);
+    // Without a client certificate there is nothing to re-check, and no clock to read.
+    if (entry.nextCheck !== Number.POSITIVE_INFINITY && performance.now() >= entry.nextCheck)
+      this.#recheck(entry);
     return entry.pool;
   }
 
