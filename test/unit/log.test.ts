@@ -582,14 +582,19 @@ describe('the default sink on a real stdout pipe', () => {
     child = undefined;
   });
 
+  /** Runs an ES module source (TypeScript imports allowed) in a child Node process. */
+  function spawnScript(source: string, stdin: 'pipe' | 'ignore'): ChildProcess {
+    child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', source], {
+      cwd: fileURLToPath(new URL('../../', import.meta.url)),
+      stdio: [stdin, 'pipe', 'pipe'],
+    });
+    return child;
+  }
+
   it('stops logging without throwing or hanging the exit once nobody reads stdout (EPIPE)', {
     timeout: 10_000,
   }, async () => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', ORPHANED_CHILD], {
-      cwd: fileURLToPath(new URL('../../', import.meta.url)),
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    child = proc;
+    const proc = spawnScript(ORPHANED_CHILD, 'pipe');
     let stderr = '';
     proc.stderr!.setEncoding('utf8');
     proc.stderr!.on('data', (text: string) => {
@@ -607,11 +612,7 @@ describe('the default sink on a real stdout pipe', () => {
   it('writes every line, in order, when the process exits with its stdout pipe full', {
     timeout: 10_000,
   }, async () => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', EXITING_CHILD], {
-      cwd: fileURLToPath(new URL('../../', import.meta.url)),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child = proc;
+    const proc = spawnScript(EXITING_CHILD, 'ignore');
     const stdout = proc.stdout!;
     const stderr = proc.stderr!;
     stdout.pause();
