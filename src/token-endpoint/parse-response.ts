@@ -1,4 +1,5 @@
 import { TokenEndpointRejectedError, TokenResponseInvalidError } from '../errors.js';
+import { parseHttpDate } from './http-date.js';
 import type { Token } from './token.js';
 
 export interface ParseOptions {
@@ -106,8 +107,8 @@ export function retryAfterMs(value: string | undefined, now: number): number | u
   if (value === undefined) return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+  const at = parseHttpDate(text, now);
+  return at === undefined ? undefined : Math.max(0, at - now);
 }
 
 function tryParseJson(body: string): unknown {

@@ -285,7 +285,42 @@ describe('retryAfterMs (RFC 9110 §10.2.3)', () => {
     expect(retryAfterMs('Sunday, 06-Nov-94 08:49:37 GMT', NOW)).toBe(0); // obsolete RFC 850 form
   });
 
-  it.each([undefined, '', '   ', 'soon', '10 seconds', '1e3', '0x10'])('ignores %j', (value) => {
+  it('reads the obsolete asctime form, and an RFC 850 two-digit year in the right century', () => {
+    const at = new Date(NOW + 90_000);
+    const asctime = at
+      .toUTCString()
+      .replace(
+        /^(\w{3}), (\d{2}) (\w{3}) (\d{4}) (\S+) GMT$/,
+        (_m, wd, d, mon, y, t) => `${wd} ${mon} ${String(Number(d)).padStart(2, ' ')} ${t} ${y}`,
+      );
+    expect(asctime).toMatch(/^\w{3} \w{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/);
+    expect(retryAfterMs(asctime, NOW)).toBe(90_000);
+    const longDay = at.toLocaleDateString('en-US', { weekday: 'long', timeZone: 'UTC' });
+    const rfc850 = at
+      .toUTCString()
+      .replace(/^\w{3}, (\d{2}) (\w{3}) \d{2}(\d{2}) (\S+) GMT$/, `${longDay}, $1-$2-$3 $4 GMT`);
+    expect(rfc850).toMatch(/^\w+day, \d{2}-\w{3}-\d{2} \d{2}:\d{2}:\d{2} GMT$/);
+    expect(retryAfterMs(rfc850, NOW)).toBe(90_000);
+  });
+
+  it.each([
+    undefined,
+    '',
+    '   ',
+    'soon',
+    '10 seconds',
+    '1e3',
+    '0x10',
+    // Spellings Date.parse accepts but RFC 9110 does not: each could mean an arbitrary wait.
+    '2099-01-01T00:00:00Z',
+    'Jan 1 2099',
+    'Thu, 1 Jan 2099 00:00:00 GMT',
+    'Thu, 01 Jan 2099 00:00:00 UTC',
+    'thu, 01 jan 2099 00:00:00 GMT',
+    'Thu, 01 Jan 2099 00:00 GMT',
+    'Thu, 31 Feb 2099 00:00:00 GMT',
+    'Thu, 01 Jan 2099 24:00:00 GMT',
+  ])('ignores %j', (value) => {
     expect(retryAfterMs(value, NOW)).toBeUndefined();
   });
 });
