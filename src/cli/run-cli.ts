@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startTokenInjector } from '../app.js';
+import { isAbsoluteUrl } from '../config/checker.js';
 import { loadConfig } from '../config/load.js';
-import type { Config } from '../config/types.js';
+import type { Config, TokenScope } from '../config/types.js';
 import { Credentials } from '../credentials/credentials.js';
 import { ConfigError, formatProblem, TokenInjectorError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -18,6 +19,9 @@ Usage:
 
 Options:
   -c, --config FILE   configuration file (YAML); default: $TOKEN_INJECTOR_CONFIG
+  --scope S           token: request scope S instead of the credential's scope
+  --audience A        token: request audience A instead of the credential's audience
+  --resource URI      token: request resource URI instead of the credential's resource
   -h, --help          show this help
   -v, --version       print the version
 
@@ -81,6 +85,20 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     );
     return EXIT.usage;
   }
+  const overrides: TokenScope = {
+    ...(values.scope !== undefined ? { scope: values.scope } : {}),
+    ...(values.audience !== undefined ? { audience: values.audience } : {}),
+    ...(values.resource !== undefined ? { resource: values.resource } : {}),
+  };
+  const given = Object.keys(overrides);
+  if (given.length > 0 && command !== 'token') {
+    io.err(`token-injector: --${given[0]} applies to the token command only\n`);
+    return EXIT.usage;
+  }
+  if (overrides.resource !== undefined && !isAbsoluteUrl(overrides.resource)) {
+    io.err('token-injector: --resource must be an absolute URI (RFC 8707 §2)\n');
+    return EXIT.usage;
+  }
   if (!configPath) {
     io.err('token-injector: --config FILE is required (or set TOKEN_INJECTOR_CONFIG)\n');
     return EXIT.usage;
@@ -102,7 +120,7 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
       );
       return EXIT.ok;
     case 'token':
-      return printToken(config, rest[0]!, io);
+      return printToken(config, rest[0]!, overrides, io);
     default:
       return run(config, io);
   }
@@ -115,13 +133,16 @@ function parse(argv: string[]) {
     strict: true,
     options: {
       config: { type: 'string', short: 'c' },
+      scope: { type: 'string' },
+      audience: { type: 'string' },
+      resource: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
   });
 }
 
-async function printToken(config: Config, name: string, io: CliIo): Promise<number> {
+async function printToken(config: Config, name: string, overrides: TokenScope, io: CliIo): Promise<number> {
   if (!config.credentials.has(name)) {
     const known = [...config.credentials.keys()].join(', ') || 'none';
     io.err(`token-injector: unknown credential "${name}" (known: ${known})\n`);
@@ -130,7 +151,7 @@ async function printToken(config: Config, name: string, io: CliIo): Promise<numb
   // stdout carries only the token; diagnostics go to stderr.
   const credentials = new Credentials(config, { logger: createLogger('error', stderrDestination()) });
   try {
-    const token = await credentials.source(name).get();
+    const token = await credentials.source(name, overrides).get();
     io.out(`${token.accessToken}\n`);
     return EXIT.ok;
   } catch (err) {

@@ -331,6 +331,39 @@ describe('token NAME', () => {
     expect(recorded.form).toMatchObject({ client_id: POST_CLIENT.id, client_secret: POST_CLIENT.secret });
   });
 
+  it('--scope and --resource ask for another token of the credential, as a route override would', async () => {
+    const path = writeConfig(dir, 'token-override.yaml', goodConfig());
+    const res = await runCli(
+      ['token', 'orders', '--config', path, '--scope', 'orders.write', '--resource', auth.audience],
+      { env: secretEnv, recordStdout: false },
+    );
+    expect(res.code).toBe(0);
+    const { payload } = await jwtVerify(res.stdout.trimEnd(), createRemoteJWKSet(new URL(auth.jwksUri)), {
+      issuer: auth.issuer,
+      audience: auth.audience,
+    });
+    expect(payload).toMatchObject({ client_id: BASIC_CLIENT.id, scope: 'orders.write' });
+    expect(auth.tokenRequests.at(-1)!.form).toEqual({
+      grant_type: 'client_credentials',
+      scope: 'orders.write',
+      resource: auth.audience,
+    });
+  });
+
+  it.each([
+    [['validate', '--scope', 'orders.write'], 'token-injector: --scope applies to the token command only\n'],
+    [
+      ['token', 'orders', '--resource', 'orders-api'],
+      'token-injector: --resource must be an absolute URI (RFC 8707 §2)\n',
+    ],
+  ])('bad token overrides %j: exit 2, no token request', async (args, stderr) => {
+    const path = writeConfig(dir, 'token-override-bad.yaml', goodConfig());
+    const before = auth.tokenRequests.length;
+    const res = await runCli([...args, '--config', path], { env: secretEnv });
+    expect(res).toMatchObject({ code: 2, stdout: '', stderr });
+    expect(auth.tokenRequests.length).toBe(before);
+  });
+
   it('an unknown credential: exit 2 naming the known ones, and no token request', async () => {
     const path = writeConfig(dir, 'token-unknown.yaml', goodConfig());
     const before = auth.tokenRequests.length;
