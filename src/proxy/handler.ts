@@ -254,10 +254,7 @@ class RoutedRequest implements ForwardObserver {
       this.#answered(outcome);
       return;
     }
-    if (!this.#mayRetry) {
-      this.#answered(CLIENT_CLOSED);
-      return;
-    }
+    // Only a response that may be retried is ever discarded (onUpstreamResponse).
     this.#retry().catch((err: unknown) => this.shared.failed(this.res, err));
   }
 
