@@ -56,6 +56,7 @@ export async function startTokenInjector(
       config.limits,
       createProxyHandler({ config, credentials, upstreams, metrics, logger }),
       createConnectHandler(config, logger),
+      { connectionDropped: dropCounter(metrics, logger) },
     );
     serving = true;
     for (const name of prefetch) {
@@ -66,6 +67,9 @@ export async function startTokenInjector(
     await upstreams.close();
     await credentials.close();
     throw err;
+  }
+  for (const w of config.warnings) {
+    logger.warn({ event: 'config_warning', key: w.path }, `configuration: ${w.path}: ${w.message}`);
   }
   logger.info(
     {
@@ -103,6 +107,24 @@ export async function startTokenInjector(
       })();
       return closed;
     },
+  };
+}
+
+/** Counts every dropped connection; logs at most one warning a minute, so a flood is not a log flood. */
+function dropCounter(metrics: Metrics, logger: Logger): () => void {
+  let loggedAt = Number.NEGATIVE_INFINITY;
+  let since = 0;
+  return () => {
+    metrics.connectionsDropped.inc();
+    since++;
+    const now = performance.now();
+    if (now - loggedAt < 60_000) return;
+    logger.warn(
+      { event: 'connections_dropped', dropped: since },
+      'limits.max_connections reached: new client connections are closed at accept',
+    );
+    loggedAt = now;
+    since = 0;
   };
 }
 

@@ -16,6 +16,9 @@ export type ErrorCode =
   | 'connect_not_allowed'
   | 'proxy_loop'
   | 'bad_request'
+  | 'too_many_headers'
+  | 'upgrade_not_supported'
+  | 'expectation_failed'
   | 'unknown_credential'
   | 'internal_error'
   | 'assertion_missing'
@@ -145,6 +148,21 @@ export class BadRequestError extends TokenInjectorError {
   readonly code = 'bad_request' as const;
 }
 
+/** More header fields than `limits.max_headers`: refused whole, never truncated. */
+export class TooManyHeadersError extends TokenInjectorError {
+  readonly code = 'too_many_headers' as const;
+}
+
+/** A protocol upgrade (WebSocket) the proxy cannot carry yet: refused, never silently downgraded. */
+export class UpgradeNotSupportedError extends TokenInjectorError {
+  readonly code = 'upgrade_not_supported' as const;
+}
+
+/** An `Expect` other than `100-continue`, which no one on the way can promise (RFC 9110 §10.1.1). */
+export class ExpectationFailedError extends TokenInjectorError {
+  readonly code = 'expectation_failed' as const;
+}
+
 export class UnknownCredentialError extends TokenInjectorError {
   readonly code = 'unknown_credential' as const;
 }
@@ -219,7 +237,8 @@ export class CredentialBackoffError extends TokenError {
 /**
  * Whether a failure may succeed if tried again: connection errors, timeouts, 5xx and 429. OAuth
  * errors such as `invalid_client` or `invalid_grant` and unusable answers are permanent: trying
- * again only adds load to a provider that already said no.
+ * again only adds load to a provider that already said no. A 429 is transient whatever its body
+ * says (`rate_limit_exceeded`, `slow_down`, …): RFC 6585 §4 asks for fewer requests, not none.
  */
 export function isTransient(error: unknown): boolean {
   if (!(error instanceof TokenError)) return false;
@@ -231,8 +250,9 @@ export function isTransient(error: unknown): boolean {
       return true;
     case 'token_endpoint_rejected': {
       const { status, oauthError } = error as TokenEndpointRejectedError;
+      if (status === 429) return true;
       return (
-        (status >= 500 || status === 429) &&
+        status >= 500 &&
         (oauthError === undefined ||
           oauthError === 'temporarily_unavailable' ||
           oauthError === 'server_error')

@@ -34,13 +34,13 @@ export class Metrics {
   });
   readonly cacheHits = new BatchedCounter({
     name: `${PREFIX}token_cache_hits_total`,
-    help: 'Requests served with a cached token.',
+    help: 'Requests served with a cached token, without waiting.',
     labelNames: ['credential'] as const,
     registers: [this.registry],
   });
   readonly cacheMisses = new Counter({
     name: `${PREFIX}token_cache_misses_total`,
-    help: 'Requests that found no usable cached token and waited for one.',
+    help: 'Requests that found no usable cached token: they waited for a fetch, or failed fast while the token endpoint was failing. Prefetches and background refreshes are not counted.',
     labelNames: ['credential'] as const,
     registers: [this.registry],
   });
@@ -72,6 +72,11 @@ export class Metrics {
     name: `${PREFIX}proxied_requests_total`,
     help: 'Requests answered by the proxy, by route ("none" when unmatched) and status class.',
     labelNames: ['route', 'status_class'] as const,
+    registers: [this.registry],
+  });
+  readonly connectionsDropped = new Counter({
+    name: `${PREFIX}connections_dropped_total`,
+    help: 'Client connections closed at accept because limits.max_connections were open.',
     registers: [this.registry],
   });
   readonly upstreamDuration = new Histogram({

@@ -5,7 +5,7 @@ import { isAbsoluteUrl } from '../config/checker.js';
 import { loadConfig } from '../config/load.js';
 import type { Config, TokenScope } from '../config/types.js';
 import { Credentials } from '../credentials/credentials.js';
-import { ConfigError, formatProblem, TokenInjectorError } from '../errors.js';
+import { ConfigError, CredentialBackoffError, formatProblem, TokenInjectorError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { EXIT } from './exit-codes.js';
 
@@ -33,7 +33,9 @@ Exit codes:
   4  run: the proxy could not start (for example, the port is in use)
 
 Signals (run): SIGTERM or SIGINT stops accepting connections, lets in-flight
-requests finish (up to shutdown_timeout) and exits 0.
+requests finish (up to shutdown_timeout) and exits 0; a second one exits at
+once. SIGHUP is ignored (logged): there is no reload yet. Every exit on a
+signal writes out the log lines still waiting in the log buffer.
 `;
 
 export interface CliIo {
@@ -115,6 +117,7 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
   }
   switch (command) {
     case 'validate':
+      for (const w of config.warnings) io.err(`${configPath}: warning: ${formatProblem(w)}\n`);
       io.out(
         `${configPath}: valid (${config.credentials.size} credential${config.credentials.size === 1 ? '' : 's'}, ${config.routes.length} route${config.routes.length === 1 ? '' : 's'})\n`,
       );
@@ -155,7 +158,10 @@ async function printToken(config: Config, name: string, overrides: TokenScope, i
     io.out(`${token.accessToken}\n`);
     return EXIT.ok;
   } catch (err) {
-    const e = err as TokenInjectorError;
+    // The backoff's "next attempt in Ns" is for the proxy's callers: this command makes none.
+    const e = (
+      err instanceof CredentialBackoffError && err.cause instanceof TokenInjectorError ? err.cause : err
+    ) as TokenInjectorError;
     io.err(`token-injector: ${e instanceof TokenInjectorError ? `${e.code}: ` : ''}${e.message}\n`);
     return EXIT.tokenFailed;
   } finally {
@@ -186,11 +192,17 @@ async function run(config: Config, io: CliIo): Promise<number> {
         injector.logger.flush();
         process.off('SIGTERM', stop);
         process.off('SIGINT', stop);
+        process.off('SIGHUP', hangup);
         resolve(EXIT.ok);
       });
     };
+    // Until a reload exists, SIGHUP (sent by terminals closing and by tools that mean "reload")
+    // must not kill a proxy that is serving traffic, as Node's default would.
+    const hangup = () =>
+      injector.logger.warn({ event: 'signal_ignored', signal: 'SIGHUP' }, 'SIGHUP ignored: no reload yet');
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    process.on('SIGHUP', hangup);
   });
 }
 

@@ -13,11 +13,38 @@ type Obj = Record<string, unknown>;
  */
 export class Checker {
   readonly problems: ConfigProblem[] = [];
+  /** What works but should change; reported by `validate` and logged by `run`, never fatal. */
+  readonly warnings: ConfigProblem[] = [];
 
   constructor(private readonly sources: ConfigSources) {}
 
   add(path: string, message: string): void {
     this.problems.push({ path, message });
+  }
+
+  warn(path: string, message: string): void {
+    this.warnings.push({ path, message });
+  }
+
+  /** A whole number within `min`..`max`; YAML gives numbers, `${env:}` gives digit strings. */
+  integer(
+    obj: Obj,
+    key: string,
+    path: string,
+    fallback: number,
+    range: { min: number; max: number },
+  ): number {
+    const value = this.#resolved(obj, key, path);
+    if (value === undefined || value === null) return fallback;
+    const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < range.min || n > range.max) {
+      this.add(
+        join(path, key),
+        `must be a whole number from ${range.min} to ${range.max}, got ${describe(value)}`,
+      );
+      return fallback;
+    }
+    return n;
   }
 
   /** A mapping, or undefined (with a problem) when present but not a mapping. */
@@ -205,6 +232,14 @@ export class Checker {
     const raw = obj[key];
     const value = this.string(obj, key, path);
     if (value === undefined) return undefined;
+    // A secret typed into the file travels with every copy of it (repositories, ConfigMaps).
+    if (typeof raw !== 'string' || !raw.includes('${')) {
+      this.warn(
+        join(path, key),
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: the message shows the literal syntax
+        'is written inline; keep secrets out of the file with ${env:NAME} or ${file:/path/to/secret}',
+      );
+    }
     const whole = typeof raw === 'string' ? /^\$\{file:([^}]+)\}$/.exec(raw.trim()) : null;
     return whole ? { value, file: this.resolvePath(whole[1]!) } : { value };
   }

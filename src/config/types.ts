@@ -1,5 +1,7 @@
 /** The validated, frozen configuration. Durations are milliseconds, sizes are bytes. */
 
+import type { ConfigProblem } from '../errors.js';
+
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 export type UnmatchedPolicy = 'deny' | 'passthrough';
 export type ClientAuthMethod =
@@ -168,7 +170,14 @@ export interface RouteConfig {
   readonly connectTimeoutMs: number;
   /** Until the upstream's response headers arrive. */
   readonly responseTimeoutMs: number;
+  /** Connections to the upstream at most; further requests queue within `responseTimeoutMs`. */
+  readonly upstreamMaxConnections: number;
   readonly allowInsecureHttp: boolean;
+  /**
+   * Refuse path spellings that upstreams may decode into a dot segment or a NUL (`..%3B`, `%00`,
+   * overlong UTF-8, `%252e`); false sends them verbatim.
+   */
+  readonly strictPath: boolean;
 }
 
 /** Limits of the proxy listener, against slow or oversized clients. */
@@ -178,6 +187,12 @@ export interface ListenerLimits {
   readonly idleTimeoutMs: number;
   /** 0: no limit on the whole request (uploads may be long). */
   readonly requestTimeoutMs: number;
+  /** Requests with more header fields are answered 431, never truncated. */
+  readonly maxHeaders: number;
+  /** Client connections beyond this are closed at accept (and counted). */
+  readonly maxConnections: number;
+  /** Memory, over all requests, held for replaying bodies after a 401; beyond it bodies stream. */
+  readonly replayBufferTotal: number;
 }
 
 export interface Config {
@@ -192,4 +207,6 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly credentials: ReadonlyMap<string, CredentialConfig>;
   readonly routes: readonly RouteConfig[];
+  /** Things that work but should be changed (e.g. a secret written inline); never fatal. */
+  readonly warnings: readonly ConfigProblem[];
 }

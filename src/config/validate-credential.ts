@@ -195,6 +195,13 @@ export function credential(c: Checker, name: string, value: unknown): Credential
       insecureHttp(c, mtlsTokenEndpoint, join(path, 'mtls_token_endpoint'), 'the credential');
   }
   const connectTimeoutMs = positive(c, obj, 'connect_timeout', path, DEFAULT_CONNECT_TIMEOUT_MS);
+  // The whole request, connecting included, must fit in `timeout`: a longer connect phase never ends.
+  if (obj['connect_timeout'] !== undefined && timeoutMs > 0 && connectTimeoutMs > timeoutMs) {
+    c.add(
+      join(path, 'connect_timeout'),
+      `must not be longer than timeout (${timeoutMs} ms), which bounds the whole token request`,
+    );
+  }
   const maxResponseBytes = c.size(obj, 'max_response_size', path, DEFAULT_MAX_RESPONSE_BYTES);
   if (maxResponseBytes < 256) c.add(join(path, 'max_response_size'), 'must be at least 256 bytes');
   const defaultLifetimeMs = positive(c, obj, 'default_lifetime', path, DEFAULT_LIFETIME_MS);

@@ -1,3 +1,5 @@
+import { METHODS } from 'node:http';
+import { parseHostPattern } from '../router/host.js';
 import { Checker, isAbsoluteUrl, join } from './checker.js';
 import type { ConfigSources } from './interpolate.js';
 import type {
@@ -42,7 +44,9 @@ const ROUTE_KEYS = [
   'replay_buffer',
   'connect_timeout',
   'response_timeout',
+  'upstream_max_connections',
   'allow_insecure_http',
+  'strict_path',
 ];
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error'];
 /** Headers that must not be chosen for injection: they are connection-level or routing-level. */
@@ -73,7 +77,14 @@ export const DEFAULTS = {
   replayBufferBytes: 64 * 1024,
   upstreamConnectTimeoutMs: 10_000,
   upstreamResponseTimeoutMs: 60_000,
+  upstreamMaxConnections: 256,
+  maxHeaders: 100,
+  maxConnections: 4096,
+  replayBufferTotal: 32 * 1024 * 1024,
 } as const;
+
+/** Node's parser accepts only these methods, so a route naming another could never match. */
+const KNOWN_METHODS: ReadonlySet<string> = new Set(METHODS);
 
 /**
  * Turns parsed YAML into a frozen {@link Config}, or returns every problem found. Never throws
@@ -156,6 +167,7 @@ export function validateConfig(
     shutdownTimeoutMs,
     credentials,
     routes: Object.freeze(routes),
+    warnings: Object.freeze([...c.warnings]),
   });
   return { config, problems: [] };
 }
@@ -200,10 +212,18 @@ function route(c: Checker, i: number, value: unknown, credentials: Obj): RouteCo
   const tls = c.tls(obj, path);
   const allowInsecureHttp = c.boolean(obj, 'allow_insecure_http', path, false);
   if (upstream && !allowInsecureHttp) insecureHttp(c, upstream, join(path, 'upstream'), 'a route');
+  const strictPath = c.boolean(obj, 'strict_path', path, true);
   const retryOn401 = c.boolean(obj, 'retry_on_401', path, false);
   const replayBufferBytes = c.size(obj, 'replay_buffer', path, DEFAULTS.replayBufferBytes);
   const connectTimeoutMs = positive(c, obj, 'connect_timeout', path, DEFAULTS.upstreamConnectTimeoutMs);
   const responseTimeoutMs = positive(c, obj, 'response_timeout', path, DEFAULTS.upstreamResponseTimeoutMs);
+  const upstreamMaxConnections = c.integer(
+    obj,
+    'upstream_max_connections',
+    path,
+    DEFAULTS.upstreamMaxConnections,
+    { min: 1, max: 65_535 },
+  );
   if (c.problems.length > before || !name || !match || !upstream || !credential) return undefined;
   return {
     name,
@@ -219,7 +239,9 @@ function route(c: Checker, i: number, value: unknown, credentials: Obj): RouteCo
     replayBufferBytes,
     connectTimeoutMs,
     responseTimeoutMs,
+    upstreamMaxConnections,
     allowInsecureHttp,
+    strictPath,
   };
 }
 
@@ -259,36 +281,17 @@ function routeMatch(c: Checker, route: Obj, routePath: string): RouteMatch | und
   }
   const methods = c.stringList(obj, 'methods', path);
   if (methods !== undefined) {
-    const bad = methods.find((m) => !TOKEN.test(m));
-    if (bad !== undefined) c.add(join(path, 'methods'), `"${bad}" is not an HTTP method`);
-    else if (methods.length === 0) c.add(join(path, 'methods'), 'must list at least one method');
+    const bad = methods.find((m) => !KNOWN_METHODS.has(m.toUpperCase()));
+    if (bad !== undefined) {
+      const hint = TOKEN.test(bad) ? closestMethod(bad.toUpperCase()) : undefined;
+      c.add(
+        join(path, 'methods'),
+        `"${bad}" is not a known HTTP method${hint ? ` (did you mean "${hint}"?)` : ''}`,
+      );
+    } else if (methods.length === 0) c.add(join(path, 'methods'), 'must list at least one method');
     else out.methods = new Set(methods.map((m) => m.toUpperCase()));
   }
   return Object.freeze(out);
-}
-
-/** `host`, `host:port`, `*.suffix`, `[v6]:port` → lower-case host without trailing dot. */
-export function parseHostPattern(text: string): { host: string; port?: number } | string {
-  let host = text.trim().toLowerCase();
-  let port: number | undefined;
-  const v6 = /^\[([0-9a-f:.]+)\](?::(\d+))?$/.exec(host);
-  if (v6) {
-    host = `[${v6[1]}]`;
-    if (v6[2] !== undefined) port = Number(v6[2]);
-  } else {
-    const m = /^([^:]+):(\d+)$/.exec(host);
-    if (m) {
-      host = m[1]!;
-      port = Number(m[2]);
-    }
-    host = host.replace(/\.$/, '');
-    const body = host.startsWith('*.') ? host.slice(2) : host;
-    if (!/^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$/.test(body)) {
-      return `"${text}" is not a host name; use an exact name, or "*." and a domain for its subdomains`;
-    }
-  }
-  if (port !== undefined && (port < 1 || port > 65535)) return `port ${port} is out of range`;
-  return port === undefined ? { host } : { host, port };
 }
 
 function listenAddress(
@@ -372,15 +375,36 @@ function leadsBack(
 
 function listenerLimits(c: Checker, root: Obj): ListenerLimits {
   const obj = c.object(root['limits'], 'limits') ?? {};
-  c.onlyKeys(obj, 'limits', ['max_header_size', 'headers_timeout', 'idle_timeout', 'request_timeout']);
+  c.onlyKeys(obj, 'limits', [
+    'max_header_size',
+    'max_headers',
+    'headers_timeout',
+    'idle_timeout',
+    'request_timeout',
+    'max_connections',
+    'replay_buffer_total',
+  ]);
   const maxHeaderSize = c.size(obj, 'max_header_size', 'limits', DEFAULTS.maxHeaderSize);
   if (maxHeaderSize < 1024) c.add('limits.max_header_size', 'must be at least 1KiB');
   return Object.freeze({
     maxHeaderSize,
+    // At least a handful: a request needs Host, and a token-carrying header may be added.
+    maxHeaders: c.integer(obj, 'max_headers', 'limits', DEFAULTS.maxHeaders, { min: 8, max: 10_000 }),
     headersTimeoutMs: positive(c, obj, 'headers_timeout', 'limits', DEFAULTS.headersTimeoutMs),
     idleTimeoutMs: positive(c, obj, 'idle_timeout', 'limits', DEFAULTS.idleTimeoutMs),
     requestTimeoutMs: c.duration(obj, 'request_timeout', 'limits', DEFAULTS.requestTimeoutMs),
+    maxConnections: c.integer(obj, 'max_connections', 'limits', DEFAULTS.maxConnections, {
+      min: 1,
+      max: 1_000_000,
+    }),
+    replayBufferTotal: c.size(obj, 'replay_buffer_total', 'limits', DEFAULTS.replayBufferTotal),
   });
+}
+
+/** The known method nearest to a mistyped one (`GTE` → `GET`), by letters regardless of order. */
+function closestMethod(method: string): string | undefined {
+  const sorted = (m: string) => [...m].sort().join('');
+  return METHODS.find((m) => sorted(m) === sorted(method));
 }
 
 /** A duration that must not be zero. */

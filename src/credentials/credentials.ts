@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Metrics } from '../admin/metrics.js';
 import type { Config, CredentialConfig, RouteConfig, TokenInput, TokenScope } from '../config/types.js';
 import { UnknownCredentialError } from '../errors.js';
@@ -7,17 +7,33 @@ import type { Logger } from '../log.js';
 import type { Token } from '../token-endpoint/token.js';
 import { RequestTokens } from './request-tokens.js';
 import { TokenProvider } from './token-provider.js';
-import { type RetryPolicy, TokenSource, type TokenSourceEvents, type TokenState } from './token-source.js';
+import {
+  type CacheCounters,
+  type RetryPolicy,
+  TokenSource,
+  type TokenSourceEvents,
+  type TokenState,
+} from './token-source.js';
 
 /** How a route gets its token for one request. */
 export interface RouteTokens {
   /** Lower-case request headers that carry the app's assertions: consumed, never forwarded. */
   readonly consumedHeaders: readonly string[];
-  /** The token for a request: the token itself when one is cached, else a promise of it. */
-  token(headers: IncomingHttpHeaders): Token | Promise<Token>;
-  /** Drops `accessToken` from the cache (an upstream refused it), if it is still the cached one. */
-  invalidate(headers: IncomingHttpHeaders, accessToken: string): void;
+  /**
+   * The token for a request: the token itself when one is cached, else a promise of it. Only a
+   * credential that takes values from request headers reads `req`.
+   */
+  token(req: IncomingMessage): Token | Promise<Token>;
+  /**
+   * An upstream refused `accessToken` for this request ({@link TokenSource.invalidate}); returns
+   * whether retrying the request would send another token.
+   */
+  invalidate(req: IncomingMessage, accessToken: string): boolean;
+  /** The retry after a refusal succeeded with `accessToken` ({@link TokenSource.accepted}). */
+  accepted(req: IncomingMessage, accessToken: string): void;
 }
+
+const NO_COUNTERS: CacheCounters = { hit() {}, miss() {} };
 
 /**
  * Every credential's token provider and caches. A credential used with different scopes,
@@ -28,6 +44,7 @@ export class Credentials {
   readonly #providers = new Map<string, TokenProvider>();
   readonly #sources = new Map<string, TokenSource>();
   readonly #requestTokens = new Map<string, RequestTokens>();
+  readonly #cacheCounters = new Map<string, CacheCounters>();
   readonly #metrics: Metrics | undefined;
   readonly #logger: Logger;
 
@@ -56,6 +73,8 @@ export class Credentials {
       source = new TokenSource({
         name,
         refreshAhead: provider.credential.refreshAhead,
+        // A prefetched credential is kept ready for the first request, however long it waits.
+        keepFresh: provider.credential.prefetch,
         retry: retryPolicy(provider.credential),
         fetch: (previous, deadline) =>
           provider.requestToken({ tokenScope: scope, deadline, ...(previous ? { previous } : {}) }),
@@ -70,12 +89,19 @@ export class Credentials {
   forRoute(route: RouteConfig): RouteTokens {
     const provider = this.#provider(route.credential);
     const headers = requestHeaders(inputsOf(provider.credential));
+    const counters = this.#counters(route.credential);
     if (headers.length === 0) {
       const source = this.source(route.credential, route.tokenScope);
       return {
         consumedHeaders: [],
-        token: () => source.cached() ?? source.get(),
-        invalidate: (_h, accessToken) => source.invalidate(accessToken),
+        token: () => {
+          const token = source.token();
+          if (token instanceof Promise) counters.miss();
+          else counters.hit();
+          return token;
+        },
+        invalidate: (_req, accessToken) => source.invalidate(accessToken),
+        accepted: (_req, accessToken) => source.accepted(accessToken),
       };
     }
     const scope = effectiveScope(provider.credential, route.tokenScope);
@@ -90,14 +116,17 @@ export class Credentials {
         fetch: (request, previous, deadline) =>
           provider.requestToken({ tokenScope: scope, request, deadline, ...(previous ? { previous } : {}) }),
         events: this.#events(route.credential),
+        counters,
       });
       this.#requestTokens.set(key, cache);
     }
     const requestTokens = cache;
     return {
       consumedHeaders: headers,
-      token: (h) => requestTokens.get(h),
-      invalidate: (h, accessToken) => requestTokens.invalidate(h, accessToken),
+      // Each value separately: `headers` joins a repeated header into one value.
+      token: (req) => requestTokens.get(req.headersDistinct),
+      invalidate: (req, accessToken) => requestTokens.invalidate(req.headersDistinct, accessToken),
+      accepted: (req, accessToken) => requestTokens.accepted(req.headersDistinct, accessToken),
     };
   }
 
@@ -179,15 +208,21 @@ export class Credentials {
       log.warn({ event: 'refresh_retry', retry_in_ms: retryIn }, 'refresh failed; keeping the current token');
     const m = this.#metrics;
     if (!m) return { refreshFailed };
-    const cacheHit = m.cacheHits.child(labels);
-    const misses = m.cacheMisses.labels(labels);
     const refreshes = m.cacheRefreshes.labels(labels);
-    return {
-      cacheHit,
-      cacheMiss: () => misses.inc(),
-      refreshStarted: () => refreshes.inc(),
-      refreshFailed,
-    };
+    return { refreshStarted: () => refreshes.inc(), refreshFailed };
+  }
+
+  /** One credential's hit and miss counters, shared by its routes; made at start-up. */
+  #counters(name: string): CacheCounters {
+    const m = this.#metrics;
+    if (!m) return NO_COUNTERS;
+    let counters = this.#cacheCounters.get(name);
+    if (!counters) {
+      const misses = m.cacheMisses.labels({ credential: name });
+      counters = { hit: m.cacheHits.child({ credential: name }), miss: () => misses.inc() };
+      this.#cacheCounters.set(name, counters);
+    }
+    return counters;
   }
 }
 

@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
-import { AssertionExpiredError, AssertionMissingError } from '../errors.js';
+import { AssertionExpiredError, AssertionInvalidError, AssertionMissingError } from '../errors.js';
 import { samlNotOnOrAfter } from '../grants/saml.js';
 import type { Token } from '../token-endpoint/token.js';
-import { type RetryPolicy, TokenSource, type TokenSourceEvents } from './token-source.js';
+import { type CacheCounters, type RetryPolicy, TokenSource, type TokenSourceEvents } from './token-source.js';
+
+/** Request headers, as `IncomingMessage.headersDistinct` gives them (or plain values). */
+type Headers = Readonly<Record<string, string | string[] | undefined>>;
 
 type Fetch = (
   request: ReadonlyMap<string, string>,
@@ -23,6 +26,7 @@ export class RequestTokens {
   readonly #fetch: Fetch;
   readonly #retry: RetryPolicy | undefined;
   readonly #events: TokenSourceEvents | undefined;
+  readonly #counters: CacheCounters | undefined;
   readonly #name: string;
 
   constructor(opts: {
@@ -33,6 +37,8 @@ export class RequestTokens {
     fetch: Fetch;
     retry?: RetryPolicy;
     events?: TokenSourceEvents;
+    /** Counts each request that finds its token cached (hit) or not (miss). */
+    counters?: CacheCounters;
   }) {
     this.#retry = opts.retry;
     this.#name = opts.name;
@@ -40,18 +46,26 @@ export class RequestTokens {
     this.#maxEntries = opts.maxEntries;
     this.#fetch = opts.fetch;
     this.#events = opts.events;
+    this.#counters = opts.counters;
   }
 
   get size(): number {
     return this.#entries.size;
   }
 
-  /** The token for the values in these request headers; throws if one is missing or expired. */
-  get(headers: Readonly<Record<string, string | string[] | undefined>>, now = Date.now()): Promise<Token> {
+  /**
+   * The token for the values in these request headers: synchronously when cached, else a promise.
+   * Rejects if one is missing, expired, or sent more than once: Node joins repeated headers with
+   * ", ", which would exchange a value the app never sent (hence `headersDistinct`).
+   */
+  get(headers: Headers, now = Date.now()): Token | Promise<Token> {
     const values = new Map<string, string>();
     let bound = Number.POSITIVE_INFINITY;
     for (const name of this.#headers) {
       const raw = headers[name];
+      if (Array.isArray(raw) && raw.length > 1) {
+        return Promise.reject(new AssertionInvalidError(name, 'the header is sent more than once'));
+      }
       const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
       if (!value) return Promise.reject(new AssertionMissingError(name));
       const expiry = expiryOf(value);
@@ -84,16 +98,30 @@ export class RequestTokens {
         this.#entries.delete(oldest);
       }
     }
-    return source.get();
+    const token = source.token();
+    if (token instanceof Promise) this.#counters?.miss();
+    else this.#counters?.hit();
+    return token;
   }
 
-  /** Drops a token an upstream refused, so the next request with these values fetches anew. */
-  invalidate(headers: Readonly<Record<string, string | string[] | undefined>>, accessToken: string): void {
+  /**
+   * An upstream refused the token of these values ({@link TokenSource.invalidate}). Returns
+   * whether a retry would be sent with another token (yes for values no longer cached: a retry
+   * fetches theirs anew).
+   */
+  invalidate(headers: Headers, accessToken: string): boolean {
     const key = this.#key(headers);
-    if (key !== undefined) this.#entries.get(key)?.invalidate(accessToken);
+    if (key === undefined) return false;
+    return this.#entries.get(key)?.invalidate(accessToken) ?? true;
   }
 
-  #key(headers: Readonly<Record<string, string | string[] | undefined>>): string | undefined {
+  /** An upstream took the token of these values ({@link TokenSource.accepted}). */
+  accepted(headers: Headers, accessToken: string): void {
+    const key = this.#key(headers);
+    if (key !== undefined) this.#entries.get(key)?.accepted(accessToken);
+  }
+
+  #key(headers: Headers): string | undefined {
     const values: string[] = [];
     for (const name of this.#headers) {
       const raw = headers[name];

@@ -7,6 +7,7 @@ import type { Grant, GrantContext } from '../grants/grant.js';
 import { grantFor } from '../grants/grants.js';
 import type { Logger } from '../log.js';
 import { createTokenEndpoint, type TokenEndpoint } from '../token-endpoint/post.js';
+import { redactSecrets, requestSecrets } from '../token-endpoint/redact.js';
 import type { Token } from '../token-endpoint/token.js';
 
 export type ProviderContext = Omit<GrantContext, 'endpoint' | 'credentialToken'>;
@@ -125,7 +126,9 @@ export class TokenProvider {
           grant_type: grant,
           duration_ms: Math.round(seconds * 1000),
           expires_in: Math.round((token.expiresAt - token.issuedAt) / 1000),
-          scope: token.scope,
+          // The server's words, like an error_description: they may echo the request.
+          scope:
+            token.scope === undefined ? undefined : redactSecrets(token.scope, requestSecrets(form, headers)),
           has_refresh_token: token.refreshToken !== undefined,
         },
         'token fetched',

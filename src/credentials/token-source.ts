@@ -15,10 +15,18 @@ export type TokenState = 'empty' | 'fresh' | 'refreshing' | 'stale' | 'expired' 
 
 /** Hooks for metrics and logs, so the cache itself stays free of I/O. */
 export interface TokenSourceEvents {
-  cacheHit?(): void;
-  cacheMiss?(): void;
   refreshStarted?(): void;
   refreshFailed?(error: unknown, retryInMs: number): void;
+}
+
+/**
+ * Counts the requests that found their token cached (hit) or not (miss). Kept on the request
+ * path, not in the cache: prefetches and background refreshes look up the cache too, but are
+ * no request finding (or missing) a token.
+ */
+export interface CacheCounters {
+  hit(): void;
+  miss(): void;
 }
 
 /** How failures are retried. Transient ones are retried with backoff within one deadline. */
@@ -41,6 +49,13 @@ export interface TokenSourceOptions {
    * for no background refresh (tokens of per-request assertions are renewed on demand).
    */
   readonly refreshAhead: number | undefined;
+  /**
+   * Refresh ahead even while nobody uses the token (`prefetch: true`). Otherwise only a token
+   * served since the last fetch is refreshed ahead: an idle credential with short-lived tokens
+   * would ask for one every few seconds for nothing, and its next request renews it on demand.
+   */
+  readonly keepFresh?: boolean;
+  /** Also sets how long a refused replacement token is held (see {@link TokenSource.invalidate}). */
   readonly retry?: RetryPolicy;
   readonly events?: TokenSourceEvents;
   readonly now?: () => number;
@@ -65,8 +80,9 @@ export function usableUntil(token: Token): number {
 
 /**
  * The cached token of one credential. Any number of concurrent callers that find no usable token
- * share one fetch (single flight); a usable token is refreshed in the background before it runs
- * out, so callers never wait while a valid token exists and never get an expired one.
+ * share one fetch (single flight); a token in use is refreshed in the background before it runs
+ * out, so callers never wait while a valid token exists and never get an expired one. A token
+ * nobody used since it came is not refreshed ahead (unless `keepFresh`): the next use renews it.
  *
  * When the token endpoint fails, transient failures are retried with exponential backoff and
  * jitter (or the server's Retry-After) within the fetch's deadline. A token whose refresh fails is
@@ -80,8 +96,21 @@ export class TokenSource {
   #inflight: Promise<Token> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #lastError: unknown;
-  /** A token an upstream refused: never served again, though kept for its refresh token. */
+  /**
+   * A token an upstream refused: not served again (except while held), though kept for its
+   * refresh token.
+   */
   #revoked: string | undefined;
+  /** Until then (epoch ms) the refused token is still served and not replaced; see invalidate(). */
+  #holdUntil = 0;
+  /** The current token was fetched because an upstream refused its predecessor. */
+  #replacesRefused = false;
+  /** Consecutive holds; sets the length of the next one. */
+  #holds = 0;
+  /** A cached token was served to a caller since the last fetch started. */
+  #used = false;
+  /** The refresh-ahead point passed while the token was unused: the next use starts the refresh. */
+  #refreshDue = false;
   /** Consecutive failed attempts; sets the next backoff step. */
   #failures = 0;
   /** No new attempt before this time (epoch ms) while failing. */
@@ -109,43 +138,41 @@ export class TokenSource {
    */
   peek(): Token | undefined {
     const token = this.#token;
-    if (token === undefined || token.accessToken === this.#revoked) return undefined;
+    if (token === undefined) return undefined;
     const now = this.#now();
+    if (token.accessToken === this.#revoked && now >= this.#holdUntil) return undefined;
     if (now < usableUntil(token)) return token;
     const renewing = this.#inflight !== undefined || this.#lastError !== undefined;
     return renewing && now < token.expiresAt - MIN_SAFETY_MS ? token : undefined;
   }
 
   /**
-   * The cached token if it is usable now, counted as a cache hit; otherwise undefined, and
-   * {@link get} fetches one. Synchronous, so the request path does not wait a tick for a token
-   * it already holds.
+   * A usable token, synchronously when one is held (the request path neither waits a tick nor
+   * allocates for it); otherwise the promise of the (shared) fetch in progress or started now,
+   * or a rejection while the endpoint is failing and its next probe is not due. A promise means
+   * the caller found no usable token: that is what the cache-miss metric counts.
    */
-  cached(): Token | undefined {
+  token(): Token | Promise<Token> {
     const token = this.peek();
-    if (token) this.#opts.events?.cacheHit?.();
-    return token;
-  }
-
-  /** A usable token: the cached one, or the result of the (shared) fetch in progress or started now. */
-  get(): Promise<Token> {
-    const token = this.cached();
-    if (token) return Promise.resolve(token);
-    this.#opts.events?.cacheMiss?.();
+    if (token !== undefined) {
+      if (!this.#used) this.#markUsed();
+      return token;
+    }
     if (this.#inflight) return this.#inflight;
     const current = this.#token;
+    const now = this.#now();
     if (
       current !== undefined &&
       current.accessToken !== this.#revoked &&
-      this.#now() < current.expiresAt - MIN_SAFETY_MS &&
-      this.#retryAt <= this.#now()
+      now < current.expiresAt - MIN_SAFETY_MS &&
+      this.#retryAt <= now
     ) {
       // Past the safety margin but still valid: renew on demand and serve this one meanwhile, so
       // the caller who starts the renewal does not wait for it either.
       this.#fetch().catch(() => {});
-      return Promise.resolve(current);
+      return current;
     }
-    const wait = this.#retryAt - this.#now();
+    const wait = this.#retryAt - now;
     if (wait > 0 && this.#lastError !== undefined) {
       // Fail fast: the endpoint is failing and its next probe is not due yet.
       return Promise.reject(this.#backoffError(wait));
@@ -153,15 +180,54 @@ export class TokenSource {
     return this.#fetch();
   }
 
+  /** {@link token}, always as a promise (for callers off the request path). */
+  get(): Promise<Token> {
+    const token = this.token();
+    return token instanceof Promise ? token : Promise.resolve(token);
+  }
+
   /**
-   * Forgets the cached token if it is still `accessToken` (an upstream said it is invalid), so
-   * the next caller fetches a new one. A token already replaced is left alone.
+   * An upstream refused `accessToken` (RFC 6750 §3.1 `invalid_token`). If it is still the cached
+   * token, it is not served again and the next caller fetches a new one; however many requests
+   * report the same token, that is one fetch. If the cached token was itself fetched to replace
+   * a refused one and is refused too, the upstream does not take this credential's tokens for now
+   * (wrong audience, clock skew, a disabled client): a new token would only load the token
+   * endpoint, one per request. So it is held instead: still served, so apps get the upstream's own
+   * answer, and replaced only after a backoff step (`initial_backoff`, doubling up to
+   * `max_backoff` while replacements keep being refused). A replacement stays on trial until a
+   * request with it succeeds ({@link accepted}) or a token that simply lived its life follows it.
+   *
+   * Returns whether a request retried now would be sent with another token than a refused one.
    */
-  invalidate(accessToken: string): void {
+  invalidate(accessToken: string): boolean {
+    const current = this.#token;
+    // Nothing was served from here that could be refused.
+    if (current === undefined) return false;
+    const now = this.#now();
+    if (current.accessToken === accessToken && this.#revoked !== accessToken) {
+      this.#revoked = accessToken;
+      // An expired token says nothing about the next one: the upstream was right to refuse it.
+      if (this.#replacesRefused && now < usableUntil(current)) {
+        const { initialBackoffMs, maxBackoffMs } = this.#retry;
+        this.#holdUntil = now + Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(this.#holds, 30));
+        this.#holds++;
+      } else {
+        this.#holdUntil = 0;
+        // A failure backoff must not block this fetch: the endpoint did nothing wrong.
+        this.#retryAt = 0;
+      }
+    }
+    return !(current.accessToken === this.#revoked && now < this.#holdUntil);
+  }
+
+  /**
+   * An upstream took `accessToken` (the retry after a refusal succeeded): if it is the current
+   * token, it is no longer one on trial, and a later refusal replaces it at once again.
+   */
+  accepted(accessToken: string): void {
     if (this.#token?.accessToken !== accessToken) return;
-    this.#revoked = accessToken;
-    // A failure backoff must not block this fetch: the endpoint did nothing wrong.
-    this.#retryAt = 0;
+    this.#replacesRefused = false;
+    this.#holds = 0;
   }
 
   get state(): TokenState {
@@ -195,6 +261,8 @@ export class TokenSource {
 
   #fetch(): Promise<Token> {
     if (this.#inflight) return this.#inflight;
+    // Uses from now on count for the token this fetch brings (callers waiting for it do not).
+    this.#used = false;
     const flight = this.#attempts();
     this.#inflight = flight;
     // Only clear the slot if no newer flight replaced it meanwhile.
@@ -213,8 +281,12 @@ export class TokenSource {
       try {
         const token = await this.#opts.fetch(this.#token, deadline);
         this.#token = token;
+        this.#replacesRefused = this.#revoked !== undefined;
+        // A token that simply lived its life ends a series of refusals.
+        if (!this.#replacesRefused) this.#holds = 0;
         // A server may hand out the very token it issued before: it is new as far as we know.
         this.#revoked = undefined;
+        this.#holdUntil = 0;
         this.#lastError = undefined;
         this.#failures = 0;
         this.#retryAt = 0;
@@ -260,20 +332,36 @@ export class TokenSource {
   }
 
   #scheduleRefresh(token: Token): void {
+    this.#refreshDue = false;
     const ahead = this.#opts.refreshAhead;
     if (this.#closed || ahead === undefined) return;
     const usable = usableUntil(token) - token.issuedAt;
     // Jitter spreads the refreshes of many replicas that started together.
     // At least a second apart, whatever the server says, so no lifetime can cause a refresh storm.
     const delay = Math.max(1_000, usable * (ahead - JITTER * this.#random()));
-    this.#arm(token.issuedAt + delay - this.#now());
+    this.#arm(token.issuedAt + delay - this.#now(), true);
   }
 
-  #arm(delayMs: number): void {
+  /** `ahead`: the refresh-ahead point, skipped while the token is unused; else a retry after a failure. */
+  #arm(delayMs: number, ahead: boolean): void {
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#refresh(), Math.max(0, delayMs));
+    this.#timer = setTimeout(() => (ahead ? this.#refreshAhead() : this.#refresh()), Math.max(0, delayMs));
     // A pending refresh must not keep a CLI process (`token` subcommand) alive.
     this.#timer.unref();
+  }
+
+  #refreshAhead(): void {
+    if (this.#used || this.#opts.keepFresh) this.#refresh();
+    else this.#refreshDue = true;
+  }
+
+  /** The first use of a cached token since the last fetch; starts a refresh skipped while idle. */
+  #markUsed(): void {
+    this.#used = true;
+    if (this.#refreshDue) {
+      this.#refreshDue = false;
+      this.#refresh();
+    }
   }
 
   #refresh(): void {
@@ -286,7 +374,7 @@ export class TokenSource {
       const left = token ? token.expiresAt - MIN_SAFETY_MS - this.#now() : 0;
       const retryIn = Math.max(0, this.#retryAt - this.#now());
       this.#opts.events?.refreshFailed?.(error, retryIn);
-      if (left > retryIn) this.#arm(retryIn);
+      if (left > retryIn) this.#arm(retryIn, false);
     });
   }
 }

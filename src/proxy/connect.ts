@@ -4,9 +4,10 @@ import type { Duplex } from 'node:stream';
 import type { Config } from '../config/types.js';
 import { ConnectNotAllowedError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { splitAuthority } from '../router/host.js';
 import { createRouter } from '../router/router.js';
 import { errorBody, statusFor } from './error-response.js';
-import { splitAuthority } from './target.js';
+import { answerAndClose } from './raw-response.js';
 
 /**
  * CONNECT opens an opaque TLS tunnel into which no token can be injected. It is refused unless
@@ -63,8 +64,5 @@ export function createConnectHandler(config: Config, logger: Logger) {
 }
 
 function refuse(client: Duplex, status: number, body: string): void {
-  const reason = status === 403 ? 'Forbidden' : 'Bad Gateway';
-  client.end(
-    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
+  answerAndClose(client, status, body);
 }

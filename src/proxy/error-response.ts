@@ -13,6 +13,12 @@ export function statusFor(code: ErrorCode): number {
     case 'assertion_missing':
     case 'assertion_expired':
       return 401;
+    case 'too_many_headers':
+      return 431;
+    case 'upgrade_not_supported':
+      return 501;
+    case 'expectation_failed':
+      return 417;
     case 'route_not_found':
     case 'connect_not_allowed':
       return 403;

@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
 import { sendError } from './error-response.js';
 import { downstreamResponseHeaders } from './headers.js';
+import { relayEarlyHints } from './interim-responses.js';
 
 export interface ForwardRequest {
   /** Required for an Agent (passthrough); a Pool knows its origin. */
@@ -13,6 +14,11 @@ export interface ForwardRequest {
   readonly route?: string;
   /** The request body: the client's stream, a buffered copy (replayable), or none. */
   readonly body?: IncomingMessage | Buffer | null;
+  /**
+   * When every connection to the upstream is busy the request waits in the pool's queue, where
+   * undici's own timeouts do not run yet: this bounds the wait plus the response headers.
+   */
+  readonly queueTimeoutMs?: number;
 }
 
 /**
@@ -54,8 +60,9 @@ export function forward(
   observer: ForwardObserver,
 ): void {
   const handler = new ForwardHandler(res, fwd, observer);
+  let accepted: boolean;
   try {
-    dispatcher.dispatch(
+    accepted = dispatcher.dispatch(
       {
         ...(fwd.origin !== undefined ? { origin: fwd.origin } : {}),
         path: fwd.path,
@@ -68,7 +75,10 @@ export function forward(
   } catch (err) {
     // Options undici refuses outright (it validates synchronously) answer like any failure.
     handler.onResponseError(undefined, err as Error);
+    return;
   }
+  // false: the pool is saturated (upstream_max_connections) and this request may be queued.
+  if (!accepted && fwd.queueTimeoutMs !== undefined) handler.bound(fwd.queueTimeoutMs);
 }
 
 /** {@link forward} for callers that await the outcome. */
@@ -96,6 +106,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   };
   /** Made on the first backpressure only: most responses never need it. */
   #onDrain: (() => void) | undefined;
+  /** Armed only while the upstream's pool is saturated. */
+  #queueTimer: NodeJS.Timeout | undefined;
 
   constructor(res: ServerResponse, fwd: ForwardRequest, observer: ForwardObserver) {
     this.#res = res;
@@ -106,8 +118,23 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    // The client may have left while the request waited for a connection.
-    if (this.#res.destroyed) controller.abort(clientClosed());
+    // The client may have left, or been answered 504, while the request waited for a connection.
+    if (this.#res.destroyed || this.#done) controller.abort(clientClosed());
+  }
+
+  /** Answers 504 if no response has started within `ms` (see {@link ForwardRequest.queueTimeoutMs}). */
+  bound(ms: number): void {
+    if (this.#done) return;
+    this.#queueTimer = setTimeout(() => {
+      if (this.#done || this.#status !== 0 || this.#discarding) return;
+      const err = new UpstreamTimeoutError(
+        `no upstream response within ${ms} ms: every connection to it was busy (upstream_max_connections)`,
+      );
+      // The body may be unread: this client connection cannot carry another request.
+      this.#res.shouldKeepAlive = false;
+      if (this.#controller) this.#controller.abort(err);
+      else this.onResponseError(undefined, err);
+    }, ms);
   }
 
   onResponseStart(
@@ -115,7 +142,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
-    if (statusCode < 200) return; // 1xx interim answers are not forwarded
+    if (statusCode < 200) {
+      // Interim answers (RFC 9110 §15.2) are not the response; only Early Hints are worth passing.
+      if (statusCode === 103) relayEarlyHints(this.#res, headers);
+      return;
+    }
+    clearTimeout(this.#queueTimer);
     if (this.#observer.onUpstreamResponse?.(statusCode, headers as Record<string, string | string[]>)) {
       this.#discarding = true;
       return;
@@ -143,6 +175,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    // Already answered (a queue timeout): a late error of the aborted request changes nothing.
+    if (this.#done) return;
     const res = this.#res;
     if (
       res.destroyed ||
@@ -164,6 +198,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   #finish(outcome: ForwardOutcome): void {
     if (this.#done) return;
     this.#done = true;
+    clearTimeout(this.#queueTimer);
     this.#res.off('close', this.#onClose);
     if (this.#onDrain) this.#res.off('drain', this.#onDrain);
     this.#observer.onForwarded(outcome);
@@ -177,6 +212,7 @@ export function hasBody(req: IncomingMessage): boolean {
 }
 
 function upstreamError(err: unknown): UpstreamTimeoutError | UpstreamUnreachableError {
+  if (err instanceof UpstreamTimeoutError) return err;
   const e = err as { code?: string; message?: string };
   if (e.code === 'UND_ERR_CONNECT_TIMEOUT' || e.code === 'UND_ERR_HEADERS_TIMEOUT') {
     return new UpstreamTimeoutError(`upstream did not answer in time (${e.code})`, { cause: err });

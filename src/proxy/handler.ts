@@ -3,16 +3,19 @@ import { type Metrics, type StatusClass, statusClass } from '../admin/metrics.js
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Credentials, RouteTokens } from '../credentials/credentials.js';
 import {
-  type BadRequestError,
+  BadRequestError,
   InternalError,
   ProxyLoopError,
   RouteNotFoundError,
   TokenInjectorError,
+  TooManyHeadersError,
+  UpgradeNotSupportedError,
 } from '../errors.js';
 import { createAccessLog, type Logger } from '../log.js';
 import { createRouter } from '../router/router.js';
 import type { Token } from '../token-endpoint/token.js';
 import { sendError } from './error-response.js';
+import { continueIfAwaited, unmetExpectation } from './expect.js';
 import {
   CLIENT_CLOSED,
   type ForwardObserver,
@@ -22,7 +25,7 @@ import {
   hasBody,
 } from './forward.js';
 import { hasOurVia, upstreamRequestHeaders } from './headers.js';
-import { type ParsedTarget, parseTarget } from './target.js';
+import { type ParsedTarget, parseTarget, refusedSpelling } from './target.js';
 import type { Upstreams } from './upstreams.js';
 
 export interface ProxyDeps {
@@ -65,15 +68,17 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     }
     inc();
   };
+  const maxRawHeaders = 2 * config.limits.maxHeaders;
   const shared: Shared = {
     upstreams,
     logger,
-    done(req, started, routeName, status) {
+    replay: new ReplayBudget(config.limits.replayBufferTotal),
+    done(req, started, routeName, status, host) {
       countProxied(routeName, status);
       access({
         route: routeName,
         method: req.method,
-        host: req.headers.host,
+        host: host ?? req.headers.host,
         path: pathOnly(req.url ?? ''),
         status,
         durationMs: Math.round((performance.now() - started) * 100) / 100,
@@ -101,6 +106,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       );
     }
     const port = target.port === (target.scheme === 'https' ? 443 : 80) ? '' : `:${target.port}`;
+    if (hasBody(req)) continueIfAwaited(req, res);
     const outcome = await forwarded(upstreams.passthrough, req, res, {
       origin: `${target.scheme}://${target.host}${port}`,
       path: target.path,
@@ -113,6 +119,13 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     const started = performance.now();
     // No 'error' listeners needed here: Node emits a request's 'error' (a client reset) only when
     // someone listens, and whoever reads the body (undici, the replay buffer) does.
+    const refused = refusal(req, maxRawHeaders) ?? unmetExpectation(req);
+    if (refused) {
+      // The body (if any) is not read: the connection cannot be reused.
+      res.shouldKeepAlive = false;
+      shared.done(req, started, 'none', sendError(res, refused));
+      return;
+    }
     let target: ParsedTarget;
     try {
       target = parseTarget(req);
@@ -120,15 +133,23 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       shared.done(req, started, 'none', sendError(res, err as BadRequestError));
       return;
     }
+    // Forward mode names the host in the request line; `Host:` may name the proxy itself.
+    const host = target.forward ? authority(target) : undefined;
     const matched = route(target);
+    // Checked only now: whether a loose path spelling is refused depends on the route.
+    const loose = refusedSpelling(target, matched);
+    if (loose !== undefined) {
+      shared.done(req, started, matched?.name ?? 'none', sendError(res, new BadRequestError(loose)), host);
+      return;
+    }
     if (!matched) {
       unmatched(req, res, target).then(
-        (status) => shared.done(req, started, 'none', status),
+        (status) => shared.done(req, started, 'none', status, host),
         (err: unknown) => shared.failed(res, err),
       );
       return;
     }
-    new RoutedRequest(shared, routes.get(matched.name)!, req, res, target.path, started).start();
+    new RoutedRequest(shared, routes.get(matched.name)!, req, res, target.path, started, host).start();
   };
 }
 
@@ -142,8 +163,9 @@ interface RouteState {
 interface Shared {
   readonly upstreams: Upstreams;
   readonly logger: Logger;
-  /** Logs and counts a request that has been answered. */
-  done(req: IncomingMessage, started: number, routeName: string, status: number): void;
+  readonly replay: ReplayBudget;
+  /** Logs and counts a request that has been answered; `host` when it is not the Host header. */
+  done(req: IncomingMessage, started: number, routeName: string, status: number, host?: string): void;
   /** Answers a request that failed in an unexpected way. */
   failed(res: ServerResponse, err: unknown): void;
 }
@@ -158,7 +180,11 @@ class RoutedRequest implements ForwardObserver {
   #body: Buffer | null | undefined = null;
   #token: Token | undefined;
   #mayRetry = false;
+  /** Sent again after a 401: its answer tells whether the new token is taken. */
+  #retried = false;
   #sentAt = 0;
+  /** Bytes of the process-wide replay budget this request holds. */
+  #reserved = 0;
 
   constructor(
     readonly shared: Shared,
@@ -167,13 +193,14 @@ class RoutedRequest implements ForwardObserver {
     readonly res: ServerResponse,
     readonly path: string,
     readonly started: number,
+    readonly host: string | undefined,
   ) {}
 
   start(): void {
     if (!hasBody(this.req)) {
       let token: Token | Promise<Token>;
       try {
-        token = this.route.tokens.token(this.req.headers);
+        token = this.route.tokens.token(this.req);
       } catch (err) {
         this.#answered(this.#tokenFailure(err));
         return;
@@ -182,10 +209,10 @@ class RoutedRequest implements ForwardObserver {
         this.#send(token, true);
         return;
       }
-      this.#startAsync(token).catch((err: unknown) => this.shared.failed(this.res, err));
+      this.#startAsync(token).catch((err: unknown) => this.#crashed(err));
       return;
     }
-    this.#startAsync(undefined).catch((err: unknown) => this.shared.failed(this.res, err));
+    this.#startAsync(undefined).catch((err: unknown) => this.#crashed(err));
   }
 
   /** The path for a token that must be awaited, or a body that must be read first. */
@@ -193,10 +220,18 @@ class RoutedRequest implements ForwardObserver {
     const token = await this.#tokenOrStatus(pending);
     if (typeof token === 'number') return this.#answered(token);
     if (this.res.destroyed) return this.#answered(CLIENT_CLOSED);
-    // A body small enough to keep can be sent again if the upstream refuses the token.
-    this.#body = hasBody(this.req)
-      ? await replayableBody(this.req, this.route.config.replayBufferBytes)
-      : null;
+    // A body small enough to keep can be sent again if the upstream refuses the token, as long
+    // as all such bodies together stay within limits.replay_buffer_total; others stream.
+    this.#body = null;
+    if (hasBody(this.req)) {
+      // Routed and with a token: only now may the app send its body (RFC 9110 §10.1.1).
+      continueIfAwaited(this.req, this.res);
+      const length = replayableLength(this.req, this.route.config.replayBufferBytes);
+      if (length !== undefined && this.shared.replay.take(length)) {
+        this.#reserved = length;
+        this.#body = await readBody(this.req);
+      } else this.#body = undefined;
+    }
     if (this.res.destroyed) return this.#answered(CLIENT_CLOSED);
     this.#send(token, this.#body !== undefined);
   }
@@ -204,7 +239,7 @@ class RoutedRequest implements ForwardObserver {
   /** The token, or the status already answered when there is none. */
   async #tokenOrStatus(pending?: Promise<Token>): Promise<Token | number> {
     try {
-      return await (pending ?? this.route.tokens.token(this.req.headers));
+      return await (pending ?? this.route.tokens.token(this.req));
     } catch (err) {
       return this.#tokenFailure(err);
     }
@@ -234,6 +269,7 @@ class RoutedRequest implements ForwardObserver {
         ),
         body: this.#body === undefined ? this.req : this.#body,
         route: route.name,
+        queueTimeoutMs: route.responseTimeoutMs,
       },
       this,
     );
@@ -242,11 +278,13 @@ class RoutedRequest implements ForwardObserver {
   onUpstreamResponse(status: number, headers: Record<string, string | string[]>): boolean {
     this.route.upstreamDuration.observe((performance.now() - this.#sentAt) / 1000);
     if (status !== 401 || !(this.route.config.retryOn401 || saysInvalidToken(headers['www-authenticate']))) {
+      // A token fetched to replace a refused one is on trial until a retry with it gets through.
+      if (this.#retried && status !== 401) this.route.tokens.accepted(this.req, this.#token!.accessToken);
       return false;
     }
-    // The upstream refused this token: never serve it again, whatever happens next.
-    this.route.tokens.invalidate(this.req.headers, this.#token!.accessToken);
-    return this.#mayRetry;
+    // Always reported, so the cache replaces the token; the request is retried only if that gives
+    // it another one (a refused replacement is held for a backoff step: no token storm).
+    return this.route.tokens.invalidate(this.req, this.#token!.accessToken) && this.#mayRetry;
   }
 
   onForwarded(outcome: ForwardOutcome): void {
@@ -255,7 +293,7 @@ class RoutedRequest implements ForwardObserver {
       return;
     }
     // Only a response that may be retried is ever discarded (onUpstreamResponse).
-    this.#retry().catch((err: unknown) => this.shared.failed(this.res, err));
+    this.#retry().catch((err: unknown) => this.#crashed(err));
   }
 
   /** One retry with a new token, never more: a second 401 goes to the app as it is. */
@@ -266,22 +304,77 @@ class RoutedRequest implements ForwardObserver {
       { event: 'retry_after_401', route: this.route.config.name },
       'upstream refused the token; retrying once',
     );
+    this.#retried = true;
     this.#send(fresh, false);
   }
 
   #answered(status: number): void {
-    this.shared.done(this.req, this.started, this.route.config.name, status);
+    this.#release();
+    this.shared.done(this.req, this.started, this.route.config.name, status, this.host);
+  }
+
+  #crashed(err: unknown): void {
+    this.#release();
+    this.shared.failed(this.res, err);
+  }
+
+  #release(): void {
+    if (this.#reserved === 0) return;
+    this.shared.replay.give(this.#reserved);
+    this.#reserved = 0;
+    this.#body = null;
+  }
+}
+
+/** Memory held for replayable bodies across all requests, bounded by `limits.replay_buffer_total`. */
+class ReplayBudget {
+  #used = 0;
+  constructor(readonly limit: number) {}
+
+  take(bytes: number): boolean {
+    if (this.#used + bytes > this.limit) return false;
+    this.#used += bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.#used -= bytes;
   }
 }
 
 /**
- * The request body, read into memory when it is no larger than `limit` (by Content-Length) so it
- * can be sent twice; `null` without a body; `undefined` when it must stream (large or chunked).
+ * The status a request is refused with before routing: more header fields than allowed (Node
+ * stops collecting them one past the limit, so a longer list means the rest was cut), or a
+ * WebSocket upgrade, which would otherwise be answered as a plain request without the upgrade.
  */
-async function replayableBody(req: IncomingMessage, limit: number): Promise<Buffer | null | undefined> {
-  if (!hasBody(req)) return null;
+function refusal(req: IncomingMessage, maxRawHeaders: number): TokenInjectorError | undefined {
+  if (req.rawHeaders.length > maxRawHeaders) {
+    return new TooManyHeadersError(
+      `the request has more than ${maxRawHeaders / 2} header fields (limits.max_headers)`,
+    );
+  }
+  const upgrade = req.headers.upgrade;
+  if (upgrade !== undefined && /\bwebsocket\b/i.test(upgrade)) {
+    return new UpgradeNotSupportedError('WebSocket upgrades are not supported yet');
+  }
+  return undefined;
+}
+
+/** `host[:port]` of a forward-mode target, the port only when it is not the scheme's default. */
+function authority(target: ParsedTarget): string {
+  return target.port === (target.scheme === 'https' ? 443 : 80)
+    ? target.host
+    : `${target.host}:${target.port}`;
+}
+
+/** The body's length when it may be kept for a replay (Content-Length within `limit`). */
+function replayableLength(req: IncomingMessage, limit: number): number | undefined {
   const length = Number(req.headers['content-length']);
-  if (!Number.isFinite(length) || length > limit) return undefined;
+  return Number.isFinite(length) && length <= limit ? length : undefined;
+}
+
+/** The whole request body, read into memory so it can be sent twice; null if the client left. */
+async function readBody(req: IncomingMessage): Promise<Buffer | null> {
   const chunks: Buffer[] = [];
   try {
     for await (const chunk of req) chunks.push(chunk as Buffer);

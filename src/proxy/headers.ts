@@ -23,7 +23,7 @@ export const VIA = '1.1 token-injector';
 /**
  * The headers sent upstream, as undici's flat `[name, value, …]` list: the client's headers in
  * their order, minus hop-by-hop headers, those named in `Connection` and the `consumed` ones
- * (lower-case), with `inject` (if any) replacing every header of the same name the client sent.
+ * (lower-case), with `inject` (if any) first, replacing every header of that name the client sent.
  */
 export function upstreamRequestHeaders(
   rawHeaders: readonly string[],
@@ -32,7 +32,9 @@ export function upstreamRequestHeaders(
 ): string[] {
   const named = connectionNamed(rawHeaders);
   const injectName = inject?.name.toLowerCase();
-  const out: string[] = [];
+  // The token goes first: an upstream that stops reading after its own header limit must not
+  // lose it behind the client's headers.
+  const out: string[] = inject ? [inject.name, inject.value] : [];
   let via: string | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
@@ -48,7 +50,6 @@ export function upstreamRequestHeaders(
   }
   // RFC 9110 §7.6.3: a proxy appends itself to Via; it also lets us detect forwarding loops.
   out.push('via', via === undefined ? VIA : `${via}, ${VIA}`);
-  if (inject) out.push(inject.name, inject.value);
   return out;
 }
 

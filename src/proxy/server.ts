@@ -1,14 +1,15 @@
-import {
-  createServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-  STATUS_CODES,
-} from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenAddress, ListenerLimits } from '../config/types.js';
 import { listen } from '../net-listen.js';
+import { answerAndClose } from './raw-response.js';
+
+/** Events of the listener that are counted or logged elsewhere. */
+export interface ProxyServerEvents {
+  /** A connection was closed at accept because `limits.max_connections` were open. */
+  connectionDropped?(): void;
+}
 
 export interface ProxyServer {
   readonly address: AddressInfo;
@@ -27,6 +28,7 @@ export async function startProxyServer(
   limits: ListenerLimits,
   onRequest: (req: IncomingMessage, res: ServerResponse) => void,
   onConnect: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
+  events: ProxyServerEvents = {},
 ): Promise<ProxyServer> {
   let inFlight = 0;
   let closing = false;
@@ -38,6 +40,9 @@ export async function startProxyServer(
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
       keepAliveTimeout: limits.idleTimeoutMs,
+      // Node checks the two timeouts above only this often (30 s by default), so a slow client
+      // would otherwise hold its connection up to 30 s past `headers_timeout`.
+      connectionsCheckingInterval: checkingInterval(limits),
       // Node's strict parser stays on: no insecureHTTPParser, ever.
       insecureHTTPParser: false,
     },
@@ -54,16 +59,23 @@ export async function startProxyServer(
       onRequest(req, res);
     },
   );
+  // Beyond this many open connections, new ones are closed at accept ('drop'), so a flood of
+  // clients cannot use up the file descriptors that token and upstream requests need.
+  server.maxConnections = limits.maxConnections;
+  // One more than allowed, so a request with too many is seen (and refused with 431) instead of
+  // silently losing the rest of its headers, as Node's default (2000 entries) would.
+  server.maxHeadersCount = limits.maxHeaders + 1;
+  server.on('drop', () => events.connectionDropped?.());
   server.on('connect', (req, socket, head) => onConnect(req, socket, head));
+  // RFC 9110 §10.1.1: left alone, Node answers `Expect` itself (100 Continue before the request
+  // is even routed, or a bare 417); as plain requests the handler answers it (expect.ts).
+  server.on('checkContinue', (req, res) => server.emit('request', req, res));
+  server.on('checkExpectation', (req, res) => server.emit('request', req, res));
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    // Malformed requests get a plain 400 and a closed connection, never a crash.
-    if (socket.writable && !socket.writableEnded) {
-      const status =
-        err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
-      );
-    } else socket.destroy();
+    // Malformed or too slow requests get a plain status and a closed connection, never a crash.
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    answerAndClose(socket, status);
   });
   const bound = await listen(server, address);
 
@@ -88,4 +100,13 @@ export async function startProxyServer(
       });
     },
   };
+}
+
+/** Often enough that the headers and request timeouts fire close to their values. */
+function checkingInterval(limits: ListenerLimits): number {
+  const shortest = Math.min(
+    limits.headersTimeoutMs,
+    limits.requestTimeoutMs > 0 ? limits.requestTimeoutMs : Number.POSITIVE_INFINITY,
+  );
+  return Math.min(1_000, Math.max(50, Math.floor(shortest / 4)));
 }

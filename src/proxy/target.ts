@@ -1,12 +1,20 @@
 import type { IncomingMessage } from 'node:http';
+import type { RouteConfig } from '../config/types.js';
 import { BadRequestError } from '../errors.js';
+import { normaliseHost, splitAuthority } from '../router/host.js';
 import type { RequestTarget } from '../router/router.js';
-import { normalizePath } from './normalize-path.js';
+import { FRAGMENT, looseSpelling, normalizePath } from './normalize-path.js';
 
 export interface ParsedTarget extends RequestTarget {
   /** True when the client sent absolute-form (`GET http://host/path`), i.e. used us as HTTP_PROXY. */
   readonly forward: boolean;
   readonly scheme: 'http' | 'https';
+  /**
+   * Set when the path is spelled in a way some upstreams decode into a dot segment or a NUL
+   * (see {@link looseSpelling}): why a route with `strict_path` refuses it. Known only after
+   * routing whether it matters, so it is reported here rather than thrown.
+   */
+  readonly looseSpelling: string | undefined;
 }
 
 /**
@@ -16,6 +24,13 @@ export interface ParsedTarget extends RequestTarget {
  * then wins over `Host:` (RFC 9112 §3.2.2).
  */
 export function parseTarget(req: IncomingMessage): ParsedTarget {
+  // Node's parser lets "HTTP/2.0" and "HTTP/0.9" request lines through, but this listener speaks
+  // HTTP/1.0 and HTTP/1.1 only (RFC 9112 §2.3): another version's request means something else.
+  if (req.httpVersionMajor !== 1 || req.httpVersionMinor > 1) {
+    throw new BadRequestError(
+      `HTTP/${req.httpVersionMajor}.${req.httpVersionMinor} is not spoken on this listener; use HTTP/1.1`,
+    );
+  }
   const url = req.url ?? '';
   const method = req.method ?? 'GET';
   // RFC 9112 §3.2: more than one Host is an error; another hop might route by the other one.
@@ -25,10 +40,21 @@ export function parseTarget(req: IncomingMessage): ParsedTarget {
     if (!authority) throw new BadRequestError('request has no Host header');
     const hp = splitAuthority(authority, 80);
     if (!hp) throw new BadRequestError('Host header is not a valid host[:port]');
-    return { host: hp.host, port: hp.port, path: normalizePath(url), method, forward: false, scheme: 'http' };
+    const path = normalizePath(url);
+    return {
+      host: hp.host,
+      port: hp.port,
+      path,
+      method,
+      forward: false,
+      scheme: 'http',
+      looseSpelling: looseSpelling(path),
+    };
   }
   const scheme = url.slice(0, 8).toLowerCase();
   if (scheme.startsWith('http://') || scheme.startsWith('https://')) {
+    // An absolute-URI has no fragment either (RFC 9112 §3.2.2); URL parsing would drop it silently.
+    if (url.includes('#')) throw new BadRequestError(FRAGMENT);
     let parsed: URL;
     try {
       parsed = new URL(url);
@@ -39,16 +65,28 @@ export function parseTarget(req: IncomingMessage): ParsedTarget {
       throw new BadRequestError('request target must not contain user info');
     const isHttps = parsed.protocol === 'https:';
     const port = parsed.port ? Number(parsed.port) : isHttps ? 443 : 80;
+    // Port 0 names no service (RFC 6335 §6): nothing could be forwarded to it.
+    if (port === 0) throw new BadRequestError('request target names port 0');
+    const path = normalizePath(`${parsed.pathname}${parsed.search}`);
     return {
       host: normaliseHost(parsed.hostname),
       port,
-      path: normalizePath(`${parsed.pathname}${parsed.search}`),
+      path,
       method,
       forward: true,
       scheme: isHttps ? 'https' : 'http',
+      looseSpelling: looseSpelling(path),
     };
   }
   throw new BadRequestError('request target must be a path or an absolute http:// URL');
+}
+
+/**
+ * Why the request must be refused now that its route is known, or undefined: a loose spelling
+ * is refused unless the route sets `strict_path: false`, and always when no route matched.
+ */
+export function refusedSpelling(target: ParsedTarget, route: RouteConfig | undefined): string | undefined {
+  return route?.strictPath === false ? undefined : target.looseSpelling;
 }
 
 function hostCount(rawHeaders: readonly string[]): number {
@@ -58,35 +96,4 @@ function hostCount(rawHeaders: readonly string[]): number {
     if (name.length === 4 && name.toLowerCase() === 'host') n++;
   }
   return n;
-}
-
-type HostPort = { readonly host: string; readonly port: number };
-
-/** Parsed Host headers: a workload talks to few hosts, so most requests skip the parsing. */
-const authorityCache = new Map<string, HostPort | null>();
-const AUTHORITY_CACHE_MAX = 1024;
-
-/** `host`, `host:port`, `[v6]`, `[v6]:port` → lower-case host (no trailing dot) and port. */
-export function splitAuthority(authority: string, defaultPort: number): HostPort | undefined {
-  const key = defaultPort === 80 ? authority : `${defaultPort} ${authority}`;
-  let parsed = authorityCache.get(key);
-  if (parsed === undefined) {
-    parsed = parseAuthority(authority, defaultPort) ?? null;
-    // Bounded: a client sending ever new Host values must not grow memory.
-    if (authorityCache.size >= AUTHORITY_CACHE_MAX) authorityCache.clear();
-    authorityCache.set(key, parsed);
-  }
-  return parsed ?? undefined;
-}
-
-function parseAuthority(authority: string, defaultPort: number): HostPort | undefined {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]\s/@]+)(?::(\d{1,5}))?$/.exec(authority.trim());
-  if (!m) return undefined;
-  const port = m[2] === undefined ? defaultPort : Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  return Object.freeze({ host: normaliseHost(m[1]!), port });
-}
-
-function normaliseHost(host: string): string {
-  return host.toLowerCase().replace(/\.$/, '');
 }

@@ -2,8 +2,11 @@ import { Agent, type Dispatcher, Pool } from 'undici';
 import type { RouteConfig } from '../config/types.js';
 import { FileSet } from '../files/live-file.js';
 import { type ConnectTls, liveTlsOptions } from '../tls.js';
+import { interimTolerantConnector } from './interim-responses.js';
 
 const PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
+/** Per origin, for passthrough traffic, which has no route to configure it. */
+const PASSTHROUGH_MAX_CONNECTIONS = 256;
 /** How often a route's client certificate files are checked for rotation. */
 const CERT_CHECK_INTERVAL_MS = 10_000;
 
@@ -33,7 +36,11 @@ export class Upstreams {
     for (const route of routes) {
       const t = route.tls;
       // Routes with the same origin and TLS settings share a pool, so they share warm connections.
-      const timeouts = { connectMs: route.connectTimeoutMs, responseMs: route.responseTimeoutMs };
+      const timeouts = {
+        connectMs: route.connectTimeoutMs,
+        responseMs: route.responseTimeoutMs,
+        maxConnections: route.upstreamMaxConnections,
+      };
       const key = [
         route.upstream.origin,
         t.caFile,
@@ -41,6 +48,7 @@ export class Upstreams {
         t.key?.file,
         timeouts.connectMs,
         timeouts.responseMs,
+        timeouts.maxConnections,
       ].join('|');
       let entry = shared.get(key);
       if (!entry) {
@@ -59,8 +67,10 @@ export class Upstreams {
       this.#byRoute.set(route.name, entry);
     }
     this.#passthrough = new Agent({
-      connect: { timeout: PASSTHROUGH_CONNECT_TIMEOUT_MS },
+      connect: interimTolerantConnector({ timeout: PASSTHROUGH_CONNECT_TIMEOUT_MS }),
+      connections: PASSTHROUGH_MAX_CONNECTIONS,
       keepAliveTimeout: 4_000,
+      pipelining: 1, // as for routes (interim-responses.ts)
     });
   }
 
@@ -111,13 +121,17 @@ interface Timeouts {
   readonly connectMs: number;
   /** Until the response headers; the body may stream as long as it keeps coming. */
   readonly responseMs: number;
+  /** Beyond this many connections requests wait in the pool's queue (bounded by `responseMs`). */
+  readonly maxConnections: number;
 }
 
 function newPool(origin: string, connect: ConnectTls, timeouts: Timeouts): Pool {
   return new Pool(origin, {
-    connect: { ...connect, timeout: timeouts.connectMs },
+    connect: interimTolerantConnector({ ...connect, timeout: timeouts.connectMs }),
     headersTimeout: timeouts.responseMs,
+    connections: timeouts.maxConnections,
     keepAliveTimeout: 4_000,
+    // One request at a time per connection: interim-responses.ts relies on it.
     pipelining: 1,
   });
 }

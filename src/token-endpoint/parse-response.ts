@@ -2,6 +2,9 @@ import { TokenEndpointRejectedError, TokenResponseInvalidError } from '../errors
 import { parseHttpDate } from './http-date.js';
 import type { Token } from './token.js';
 
+/** The most characters of one server-provided text kept in an error. */
+const MAX_SERVER_TEXT = 300;
+
 export interface ParseOptions {
   readonly credential: string;
   /** Used when the server omits `expires_in` (RFC 6749 §5.1 makes it only RECOMMENDED). */
@@ -11,6 +14,11 @@ export interface ParseOptions {
   readonly now: number;
   /** Lower-case `token_type` values accepted besides Bearer. */
   readonly extraTokenTypes?: readonly string[];
+  /**
+   * Removes the request's secrets from server text before it goes into an error: servers echo
+   * requests in `error_description` (see `redact.ts`). Called only on the way to an error.
+   */
+  readonly redact?: (text: string) => string;
 }
 
 export interface RawResponse {
@@ -36,8 +44,8 @@ export function parseTokenResponse(res: RawResponse, opts: ParseOptions): Token 
   }
   const json = tryParseJson(res.body);
   if (res.status < 200 || res.status >= 300 || (isObject(json) && typeof json['error'] === 'string')) {
-    const error = isObject(json) ? safeText(json['error']) : undefined;
-    const description = isObject(json) ? safeText(json['error_description']) : undefined;
+    const error = isObject(json) ? safeText(json['error'], opts) : undefined;
+    const description = isObject(json) ? safeText(json['error_description'], opts) : undefined;
     throw new TokenEndpointRejectedError(
       credential,
       res.status,
@@ -49,7 +57,7 @@ export function parseTokenResponse(res: RawResponse, opts: ParseOptions): Token 
   if (!isObject(json)) {
     throw new TokenResponseInvalidError(
       credential,
-      `token endpoint answered HTTP ${res.status} with ${describeBody(res)}, not a JSON object`,
+      `token endpoint answered HTTP ${res.status} with ${describeBody(res, json)}, not a JSON object`,
     );
   }
   const accessToken = json['access_token'];
@@ -70,7 +78,7 @@ export function parseTokenResponse(res: RawResponse, opts: ParseOptions): Token 
   ) {
     throw new TokenResponseInvalidError(
       credential,
-      `token_type ${JSON.stringify(safeText(tokenType) ?? null)} is not Bearer (RFC 6750)`,
+      `token_type ${JSON.stringify(safeText(tokenType, opts) ?? null)} is not Bearer (RFC 6750)`,
     );
   }
   const lifetimeMs = lifetime(json['expires_in'], opts);
@@ -96,7 +104,7 @@ function lifetime(value: unknown, opts: ParseOptions): number {
   if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 1) {
     throw new TokenResponseInvalidError(
       opts.credential,
-      `expires_in ${JSON.stringify(safeText(value) ?? typeof value)} is not a number of seconds of at least 1`,
+      `expires_in ${JSON.stringify(safeText(value, opts) ?? typeof value)} is not a number of seconds of at least 1`,
     );
   }
   return Math.min(seconds * 1000, opts.maxLifetimeMs);
@@ -123,17 +131,25 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Server-provided text, trimmed to printable characters and a sane length for logs and errors. */
-function safeText(value: unknown): string | undefined {
+/**
+ * Server-provided text, without the request's secrets, trimmed to printable characters and a sane
+ * length for logs and errors. Redacted first: a cut or a `?` could hide a secret from the redactor.
+ */
+function safeText(value: unknown, opts: ParseOptions): string | undefined {
   if (typeof value !== 'string' && typeof value !== 'number') return undefined;
-  return String(value)
-    .replace(/[^\x20-\x7e]/g, '?')
-    .slice(0, 300);
+  const text = opts.redact ? opts.redact(String(value)) : String(value);
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_SERVER_TEXT);
 }
 
-function describeBody(res: RawResponse): string {
+/** What the body is, for an error; `json` is its parsed value, undefined when it is not JSON. */
+function describeBody(res: RawResponse, json: unknown): string {
+  if (json === null) return 'JSON null';
+  if (Array.isArray(json)) return 'a JSON array';
+  if (json !== undefined) return `a JSON ${typeof json}`;
   if (res.body.length === 0) return 'an empty body';
-  const type = res.contentType?.split(';')[0]?.trim();
+  const type = res.contentType?.split(';')[0]?.trim().toLowerCase();
   if (type === 'text/html' || /^\s*</.test(res.body)) return 'an HTML page';
-  return `a body of type ${type ?? 'unknown'} that is not JSON`;
+  // The server chose this value: named only when it is a plain media type, never as free text.
+  const named = type !== undefined && /^[a-z0-9!#$&^_.+-]{1,64}\/[a-z0-9!#$&^_.+-]{1,64}$/.test(type);
+  return `a body of type ${named ? type : 'unknown'} that is not JSON`;
 }

@@ -9,6 +9,7 @@ import {
 import type { FileSet } from '../files/live-file.js';
 import { liveTlsOptions } from '../tls.js';
 import { parseTokenResponse } from './parse-response.js';
+import { redactSecrets, requestSecrets } from './redact.js';
 import type { Token } from './token.js';
 
 export interface TokenEndpointOptions {
@@ -92,7 +93,13 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
     }
     return parseTokenResponse(
       { status, contentType, body, retryAfter },
-      { ...opts, ...postOpts, now: startedAt },
+      {
+        ...opts,
+        ...postOpts,
+        now: startedAt,
+        // Here the request's form and headers are known: servers echo them in their errors.
+        redact: (text) => redactSecrets(text, requestSecrets(form, headers)),
+      },
     );
   }
 

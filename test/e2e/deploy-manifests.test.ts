@@ -435,7 +435,14 @@ for (const example of examples) {
         }
         const noProxy = (app.env ?? []).filter((e) => e.name.toUpperCase() === 'NO_PROXY');
         expect(noProxy.length, app.name).toBeGreaterThanOrEqual(1);
-        for (const variable of noProxy) expect(variable.value).toMatch(/localhost|127\.0\.0\.1/);
+        for (const variable of noProxy) {
+          const hosts = (variable.value ?? '').split(',');
+          expect(hosts).toContain('localhost');
+          expect(hosts).toContain('127.0.0.1');
+          // unmatched: deny refuses every other host: in-cluster services must bypass the proxy.
+          expect(hosts).toContain('.svc');
+          expect(hosts).toContain('.cluster.local');
+        }
       }
     });
 

@@ -457,6 +457,8 @@ describe('token endpoint faults', () => {
         // The token was fetched between t0 and t1.
         const t1 = Date.now();
         const cached = `Bearer ${fake.issuedTokens[0]}`;
+        // Served from the cache, the token is in use: it is refreshed ahead (an idle one is not).
+        expect((await call()).status).toBe(200);
         fake.setBehavior(failure);
 
         // The background refresh fails: the credential turns stale, and requests still get the token.
@@ -595,9 +597,12 @@ describe('upstream faults', () => {
       `Bearer ${fake.issuedTokens[1]}`,
     ]);
     expect(fake.requests).toHaveLength(2);
-    // The second token was refused as well: the next request gets a third.
+    // The second token was refused as well: rather than a new token per request, it is kept for a
+    // backoff step (retry.initial_backoff, 50 ms here), then a third is fetched.
     up.setBehavior({ kind: 'echo' });
-    expect((await call()).json<FaultEcho>().authorization).toBe(`Bearer ${fake.issuedTokens[2]}`);
+    let next = await call();
+    while (next.json<FaultEcho>().authorization === `Bearer ${fake.issuedTokens[1]}`) next = await call();
+    expect(next.json<FaultEcho>().authorization).toBe(`Bearer ${fake.issuedTokens[2]}`);
     expect(fake.requests).toHaveLength(3);
   });
 

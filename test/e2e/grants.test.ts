@@ -311,6 +311,8 @@ describe('password (RFC 6749 §4.3) with refresh tokens (§6)', () => {
       expect(bearer(upstream.requests.at(-1))).toBe(issuedFor(byPassword));
       expect(auth.issuedRefreshTokens.length - refreshTokensBefore).toBe(1);
       const rt1 = auth.issuedRefreshTokens.at(-1)!;
+      // Served from the cache, the token is in use: it is refreshed ahead (an idle one is not).
+      expect((await call('legacy.test')).status).toBe(200);
 
       // 2. Refreshed ahead of expiry with the refresh token: no password in the form.
       const refresh1 = await firstRefresh;
@@ -488,6 +490,8 @@ describe('jwt_bearer (RFC 7523 §2.1)', () => {
     expect(first.status).toBe(200);
     expect(since(start).map((r) => r.form)).toEqual([{ grant_type: GRANT_TYPES.jwtBearer, assertion: v1 }]);
     expect(first.body.claims).toMatchObject({ sub: 'file-user-1', client_id: BASIC_CLIENT.id });
+    // Served from the cache, the token is in use: it is refreshed ahead (an idle one is not).
+    expect((await call('filed.test')).status).toBe(200);
 
     // The file changes (as a kubelet rotates a projected token); the next refresh sends the new one.
     const withV2 = nextArrival(

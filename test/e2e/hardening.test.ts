@@ -127,7 +127,8 @@ describe('path normalisation cannot borrow another route’s token', () => {
     ['/public/../../../admin/x', { route: 'admin', path: '/admin/x' }],
     ['/admin/../public/x', { route: 'public', path: '/public/x' }],
     ['/public/./a/./b/../c', { route: 'public', path: '/public/a/c' }],
-    ['/public/%252e%252e/admin/x', { route: 'public', path: '/public/%252e%252e/admin/x' }],
+    // A double-decoding upstream would see ".." here: refused (strict_path, on by default).
+    ['/public/%252e%252e/admin/x', { status: 400 }],
     ['/public/%7Euser/%41%62?next=../admin/x', { route: 'public', path: '/public/~user/Ab?next=../admin/x' }],
     ['/public/a%3ab', { route: 'public', path: '/public/a%3Ab' }],
     ['/public/..%2Fadmin/x', { status: 400 }],
@@ -141,7 +142,7 @@ describe('path normalisation cannot borrow another route’s token', () => {
     ['http://api.test/public/%2e%2e/admin/x', { route: 'admin', path: '/admin/x' }],
     ['http://api.test/public\\..\\admin\\x', { route: 'admin', path: '/admin/x' }],
     ['http://api.test/public/..%2Fadmin/x', { status: 400 }],
-    ['http://api.test/public/%252e%252e/admin/x', { route: 'public', path: '/public/%252e%252e/admin/x' }],
+    ['http://api.test/public/%252e%252e/admin/x', { status: 400 }],
   ];
 
   it.each(cases)('%s', async (target, expected) => {
@@ -411,7 +412,12 @@ describe('configuration safety checks', () => {
       expect(refused.stderr).toContain(`${refusedPath}: invalid configuration`);
       expect(refused.stderr).toMatch(/ {2}listen: 0\.0\.0\.0 is beyond loopback.*allow_remote_clients: true/);
       expect(refused.stderr).not.toContain(SECRET);
-      expect(allowed).toMatchObject({ code: 0, stderr: '' });
+      expect(allowed.code).toBe(0);
+      // The secret is written inline in this config: a warning (never the secret), not a problem.
+      expect(allowed.stderr).toMatch(
+        /^\S+: warning: credentials\.\S+\.client_secret: is written inline[^\n]*\n$/,
+      );
+      expect(allowed.stderr).not.toContain(SECRET);
       expect(allowed.stdout).toBe(`${allowedPath}: valid (1 credential, 1 route)\n`);
     } finally {
       remove();

@@ -26,6 +26,12 @@ export type Behavior =
     }
   | { kind: 'json'; status: number; body: unknown; headers?: Record<string, string> }
   | { kind: 'raw'; status: number; body: string; contentType?: string }
+  /**
+   * An OAuth error whose `error_description` echoes the request as some servers do: the
+   * Authorization header, the raw form body and the decoded form as JSON, in that order; or
+   * only the value of form field `field`.
+   */
+  | { kind: 'echo'; status: number; field?: string }
   /** Reads the request, then never answers. */
   | { kind: 'hang' }
   /** Reads the request, then destroys the connection with a TCP RST. */
@@ -90,6 +96,19 @@ export async function startFakeTokenEndpoint(
         record.status = b.status;
         res.writeHead(b.status, { 'content-type': 'application/json', ...b.headers });
         res.end(JSON.stringify(b.body));
+        return;
+      case 'echo':
+        record.status = b.status;
+        res.writeHead(b.status, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            error: 'invalid_request',
+            error_description:
+              b.field !== undefined
+                ? (form[b.field] ?? '')
+                : `authorization=${req.headers.authorization ?? ''} body=${body.toString('utf8')} form=${JSON.stringify(form)}`,
+          }),
+        );
         return;
       case 'raw':
         record.status = b.status;

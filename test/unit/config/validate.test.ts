@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../../src/config/load.js';
 import type { Config, FileBacked } from '../../../src/config/types.js';
-import { DEFAULTS, parseHostPattern, parseListen, validateConfig } from '../../../src/config/validate.js';
+import { DEFAULTS, parseListen, validateConfig } from '../../../src/config/validate.js';
 import { CREDENTIALS_YAML, problemsOf, sources, validConfig, withRoutes } from './helpers.js';
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
@@ -677,6 +677,14 @@ describe('validateConfig: routes', () => {
     ]);
   });
 
+  it('reads strict_path, true unless a route turns it off', () => {
+    expect(validConfig(oneRoute(base)).routes[0]!.strictPath).toBe(true);
+    expect(validConfig(oneRoute(`${base}strict_path: false\n`)).routes[0]!.strictPath).toBe(false);
+    expect(problemsOf(oneRoute(`${base}strict_path: "no"\n`))).toEqual([
+      'routes[0].strict_path: must be true or false, got "no"',
+    ]);
+  });
+
   it('requires match.path_prefix for strip_prefix', () => {
     expect(problemsOf(oneRoute(`${base}strip_prefix: true\n`))).toEqual([
       'routes[0].strip_prefix: needs match.path_prefix',
@@ -703,12 +711,12 @@ describe('validateConfig: routes', () => {
     expect([...config.routes[1]!.match.methods!]).toEqual(['GET', 'DELETE']);
   });
 
-  it('rejects an empty method list and non-token methods', () => {
+  it('rejects an empty method list and methods that are not HTTP methods', () => {
     expect(problemsOf(oneRoute(`${base}match:\n  methods: []\n`))).toEqual([
       'routes[0].match.methods: must list at least one method',
     ]);
     expect(problemsOf(oneRoute(`${base}match:\n  methods: [GET, "P(ST"]\n`))).toEqual([
-      'routes[0].match.methods: "P(ST" is not an HTTP method',
+      'routes[0].match.methods: "P(ST" is not a known HTTP method',
     ]);
   });
 
@@ -747,11 +755,6 @@ describe('validateConfig: routes', () => {
     ['a.com:70000', 'routes[0].match.host: port 70000 is out of range'],
   ])('rejects match.host %s', (host, problem) => {
     expect(problemsOf(oneRoute(`${base}match:\n  host: ${host}\n`))).toEqual([problem]);
-  });
-
-  it('parseHostPattern returns the message for bad input and the parts for good input', () => {
-    expect(parseHostPattern(' API.Example.com:80 ')).toEqual({ host: 'api.example.com', port: 80 });
-    expect(typeof parseHostPattern('a..b')).toBe('string');
   });
 });
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { expiryOf, RequestTokens } from '../../../src/credentials/request-tokens.js';
-import type { RetryPolicy, TokenSourceEvents } from '../../../src/credentials/token-source.js';
+import type { CacheCounters, RetryPolicy, TokenSourceEvents } from '../../../src/credentials/token-source.js';
 import {
   AssertionExpiredError,
   AssertionInvalidError,
@@ -43,12 +43,21 @@ function fetcher(lifetime = HOUR) {
   );
 }
 
+/** What a lookup failed with (undefined if it gave a token), whether it answered at once or not. */
+function failure(lookup: Token | Promise<Token>): Promise<unknown> {
+  return Promise.resolve(lookup).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+}
+
 const caches: RequestTokens[] = [];
 function cache(opts: {
   fetch: ReturnType<typeof fetcher>;
   headers?: string[];
   maxEntries?: number;
   events?: TokenSourceEvents;
+  counters?: CacheCounters;
   retry?: RetryPolicy;
 }): RequestTokens {
   const c = new RequestTokens({
@@ -57,6 +66,7 @@ function cache(opts: {
     maxEntries: opts.maxEntries ?? 100,
     fetch: opts.fetch,
     ...(opts.events ? { events: opts.events } : {}),
+    ...(opts.counters ? { counters: opts.counters } : {}),
     ...(opts.retry ? { retry: opts.retry } : {}),
   });
   caches.push(c);
@@ -99,10 +109,10 @@ describe('RequestTokens', () => {
     expect(z).toBe(x);
   });
 
-  it('passes the trimmed values by lower-case header name, and the first of repeated headers', async () => {
+  it('passes the trimmed values by lower-case header name, as plain or distinct headers', async () => {
     const fetch = fetcher();
     const tokens = cache({ fetch, headers: ['x-subject', 'x-actor'] });
-    await tokens.get({ 'x-subject': ['  subj  ', 'ignored'], 'x-actor': 'act' });
+    await tokens.get({ 'x-subject': ['  subj  '], 'x-actor': 'act' });
     expect(fetch).toHaveBeenCalledTimes(1);
     expect([...fetch.mock.calls[0]![0]]).toEqual([
       ['x-subject', 'subj'],
@@ -110,6 +120,22 @@ describe('RequestTokens', () => {
     ]);
     expect(fetch.mock.calls[0]![1]).toBeUndefined();
   });
+
+  it.each([
+    ['twice', { 'x-subject': ['A', 'B'], 'x-actor': ['act'] }, 'x-subject'],
+    ['with an empty repeat', { 'x-subject': ['A'], 'x-actor': ['act', ''] }, 'x-actor'],
+  ])(
+    'refuses a header sent %s (Node would join the values into one) with AssertionInvalidError, without a fetch',
+    async (_what, headers, header) => {
+      const fetch = fetcher();
+      const tokens = cache({ fetch, headers: ['x-subject', 'x-actor'] });
+      const err = await failure(tokens.get(headers));
+      expect(err).toBeInstanceOf(AssertionInvalidError);
+      expect((err as AssertionInvalidError).code).toBe('assertion_invalid');
+      expect((err as AssertionInvalidError).header).toBe(header);
+      expect(fetch).not.toHaveBeenCalled();
+    },
+  );
 
   it('keys the cache on every header: another actor is another token', async () => {
     const fetch = fetcher();
@@ -129,9 +155,7 @@ describe('RequestTokens', () => {
     'rejects a request whose header is %s with AssertionMissingError, without a fetch',
     async (_what, headers) => {
       const fetch = fetcher();
-      const err = await cache({ fetch })
-        .get(headers)
-        .catch((e: unknown) => e);
+      const err = await failure(cache({ fetch }).get(headers));
       expect(err).toBeInstanceOf(AssertionMissingError);
       expect((err as AssertionMissingError).header).toBe('x-assertion');
       expect(fetch).not.toHaveBeenCalled();
@@ -140,9 +164,7 @@ describe('RequestTokens', () => {
 
   it('needs every header', async () => {
     const fetch = fetcher();
-    const err = await cache({ fetch, headers: ['x-subject', 'x-actor'] })
-      .get({ 'x-subject': 's' })
-      .catch((e: unknown) => e);
+    const err = await failure(cache({ fetch, headers: ['x-subject', 'x-actor'] }).get({ 'x-subject': 's' }));
     expect((err as AssertionMissingError).header).toBe('x-actor');
     expect(fetch).not.toHaveBeenCalled();
   });
@@ -154,7 +176,7 @@ describe('RequestTokens', () => {
   ])('rejects %s with AssertionExpiredError, without a fetch', async (_what, assertion) => {
     const fetch = fetcher();
     const tokens = cache({ fetch });
-    const err = await tokens.get({ 'x-assertion': assertion }).catch((e: unknown) => e);
+    const err = await failure(tokens.get({ 'x-assertion': assertion }));
     expect(err).toBeInstanceOf(AssertionExpiredError);
     expect((err as AssertionExpiredError).code).toBe('assertion_expired');
     expect(fetch).not.toHaveBeenCalled();
@@ -234,13 +256,13 @@ describe('RequestTokens', () => {
     });
     const get = () => tokens.get({ 'x-assertion': 'opaque' });
     // The request that failed learns the failure and when to try again.
-    const failed = await get().catch((e: unknown) => e);
+    const failed = await failure(get());
     expect(failed).toBeInstanceOf(CredentialBackoffError);
     expect((failed as CredentialBackoffError).cause).toBe(denied);
     expect((failed as CredentialBackoffError).retryAfterSeconds).toBe(1);
     expect(fetch).toHaveBeenCalledTimes(1); // a permanent failure is not retried
 
-    const fast = await get().catch((e: unknown) => e);
+    const fast = await failure(get());
     expect(fast).toBeInstanceOf(CredentialBackoffError);
     expect((fast as CredentialBackoffError).code).toBe('token_endpoint_rejected');
     expect((fast as CredentialBackoffError).credential).toBe('obo');
@@ -292,7 +314,7 @@ describe('RequestTokens', () => {
       fetch,
       retry: { deadlineMs: 1_000, initialBackoffMs: 1_000, maxBackoffMs: 1_000 },
     });
-    const p = tokens.get({ 'x-assertion': 'opaque' }).catch((e: unknown) => e);
+    const p = failure(tokens.get({ 'x-assertion': 'opaque' }));
     await vi.advanceTimersByTimeAsync(1_000);
     // Each wait lasts 500..<1 000 ms: the first ends before the 1 000 ms deadline, a second would not.
     expect(await p).toBeInstanceOf(CredentialBackoffError);
@@ -306,9 +328,9 @@ describe('RequestTokens', () => {
     const fetch = fetcher();
     fetch.mockRejectedValue(new AssertionInvalidError('x-assertion', 'not base64'));
     const tokens = cache({ fetch });
-    const first = await tokens.get({ 'x-assertion': 'bad' }).catch((e: unknown) => e);
+    const first = await failure(tokens.get({ 'x-assertion': 'bad' }));
     expect((first as AssertionInvalidError).code).toBe('assertion_invalid');
-    const second = await tokens.get({ 'x-assertion': 'bad' }).catch((e: unknown) => e);
+    const second = await failure(tokens.get({ 'x-assertion': 'bad' }));
     expect((second as { code: string }).code).toBe('assertion_invalid');
   });
 
@@ -348,6 +370,33 @@ describe('RequestTokens', () => {
     expect(tokens.size).toBe(1);
   });
 
+  it('invalidate() says whether a retry would be sent with another token', async () => {
+    const fetch = fetcher();
+    fetch.mockResolvedValueOnce({
+      accessToken: 'one',
+      tokenType: 'Bearer',
+      issuedAt: NOW,
+      expiresAt: NOW + HOUR,
+    });
+    fetch.mockResolvedValueOnce({
+      accessToken: 'two',
+      tokenType: 'Bearer',
+      issuedAt: NOW,
+      expiresAt: NOW + HOUR,
+    });
+    const tokens = cache({ fetch });
+    const alice = { 'x-assertion': ['alice'] };
+    await tokens.get(alice);
+    expect(tokens.invalidate(alice, 'one')).toBe(true);
+    expect((await tokens.get(alice)).accessToken).toBe('two');
+    // The replacement is refused too: held for a backoff step, so no retry and no new fetch.
+    expect(tokens.invalidate(alice, 'two')).toBe(false);
+    expect((await tokens.get(alice)).accessToken).toBe('two');
+    expect(fetch).toHaveBeenCalledTimes(2);
+    expect(tokens.invalidate({}, 'two')).toBe(false);
+    expect(tokens.invalidate({ 'x-assertion': 'carol' }, 'x')).toBe(true); // not cached: a retry fetches
+  });
+
   it('evicts the least recently used entry beyond maxEntries', async () => {
     const fetch = fetcher();
     const tokens = cache({ fetch, maxEntries: 2 });
@@ -368,14 +417,17 @@ describe('RequestTokens', () => {
     expect(fetch).toHaveBeenCalledTimes(5);
   });
 
-  it('reports hits and misses', async () => {
-    const events = { cacheHit: vi.fn(), cacheMiss: vi.fn() };
-    const tokens = cache({ fetch: fetcher(), events });
+  it('counts hits and misses, and answers a hit synchronously', async () => {
+    const counters = { hit: vi.fn(), miss: vi.fn() };
+    const tokens = cache({ fetch: fetcher(), counters });
     await tokens.get({ 'x-assertion': 'a' });
-    await tokens.get({ 'x-assertion': 'a' });
+    const hit = tokens.get({ 'x-assertion': 'a' });
+    expect(hit).not.toBeInstanceOf(Promise);
     await tokens.get({ 'x-assertion': 'b' });
-    expect(events.cacheMiss).toHaveBeenCalledTimes(2);
-    expect(events.cacheHit).toHaveBeenCalledTimes(1);
+    // Refused before the cache is looked up: neither.
+    await failure(tokens.get({}));
+    expect(counters.miss).toHaveBeenCalledTimes(2);
+    expect(counters.hit).toHaveBeenCalledTimes(1);
   });
 
   it('forgets every token on close()', async () => {

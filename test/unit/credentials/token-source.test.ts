@@ -49,6 +49,7 @@ function source(
     random?: number;
     events?: TokenSourceEvents;
     retry?: RetryPolicy;
+    keepFresh?: boolean;
   } = {},
 ) {
   return new TokenSource({
@@ -56,6 +57,8 @@ function source(
     fetch,
     // null: no background refresh (tokens renewed on demand only).
     refreshAhead: opts.refreshAhead === null ? undefined : (opts.refreshAhead ?? 0.8),
+    // Most tests are about when refreshes happen: refreshed whether used or not, unless they say.
+    keepFresh: opts.keepFresh ?? true,
     now: () => Date.now(),
     random: () => opts.random ?? 0,
     ...(opts.events ? { events: opts.events } : {}),
@@ -137,21 +140,21 @@ describe('usableUntil', () => {
 describe('TokenSource: single flight', () => {
   it('shares one fetch between concurrent callers', async () => {
     const { fetch, calls } = manualFetch();
-    const events = { cacheHit: vi.fn(), cacheMiss: vi.fn() };
-    const s = track(source(fetch, { events }));
+    const s = track(source(fetch));
     expect(s.state).toBe('empty');
-    const waiting = Array.from({ length: 10 }, () => s.get());
+    const waiting = Array.from({ length: 10 }, () => s.token());
+    for (const w of waiting) expect(w).toBe(waiting[0]); // one promise: a miss for each caller
+    expect(waiting[0]).toBeInstanceOf(Promise);
     expect(fetch).toHaveBeenCalledTimes(1);
-    expect(events.cacheMiss).toHaveBeenCalledTimes(10);
     const t = token('one');
     calls[0]!.resolve(t);
     const results = await Promise.all(waiting);
     for (const r of results) expect(r).toBe(t);
     expect(s.state).toBe('fresh');
 
+    expect(s.token()).toBe(t); // the token itself, synchronously: a hit
     expect(await s.get()).toBe(t);
     expect(fetch).toHaveBeenCalledTimes(1);
-    expect(events.cacheHit).toHaveBeenCalledTimes(1);
   });
 
   it('hands every waiter the same failure, with its Retry-After; the next get() fails fast until the backoff step has passed, then fetches', async () => {
@@ -484,6 +487,14 @@ describe('isTransient', () => {
     ['503 without an OAuth error', true, rejected(503)],
     ['504 without an OAuth error', true, rejected(504)],
     ['429 without an OAuth error', true, rejected(429)],
+    ['429 rate_limit_exceeded', true, rejected(429, 'rate_limit_exceeded')],
+    ['429 slow_down', true, rejected(429, 'slow_down')],
+    ['429 with any other OAuth error', true, rejected(429, 'invalid_request')],
+    [
+      'a backoff after a 429 slow_down',
+      true,
+      new CredentialBackoffError('orders', rejected(429, 'slow_down'), 1),
+    ],
     ['503 temporarily_unavailable', true, rejected(503, 'temporarily_unavailable')],
     ['500 server_error', true, rejected(500, 'server_error')],
     ['400 invalid_grant', false, rejected(400, 'invalid_grant')],
@@ -688,9 +699,8 @@ describe('TokenSource: fail fast while backing off', () => {
     ['token_response_invalid', new TokenResponseInvalidError('orders', 'no access_token')],
     ['credential_input_unavailable', new CredentialInputError('orders', 'ENOENT')],
   ])('fails fast with %s and a Retry-After, without calling fetch', async (code, error) => {
-    const events = { cacheMiss: vi.fn() };
     const fetch = vi.fn(() => Promise.reject(error));
-    const s = track(source(fetch, { retry: RETRY, random: 1, events }));
+    const s = track(source(fetch, { retry: RETRY, random: 1 }));
     const handed = await backoffFrom(s.get(), error);
     expect(s.state).toBe('failing');
     const backoff = await backoffFrom(s.get(), error);
@@ -702,7 +712,9 @@ describe('TokenSource: fail fast while backing off', () => {
     expect(backoff.message).toContain(error.message);
     expect(backoff.message).toContain('next attempt in 1s');
     expect(fetch).toHaveBeenCalledTimes(1);
-    expect(events.cacheMiss).toHaveBeenCalledTimes(2);
+    const miss = s.token();
+    expect(miss).toBeInstanceOf(Promise); // failing fast is a miss too
+    await rejection(miss as Promise<Token>);
   });
 
   it("does not back off from a failure that is not the endpoint's (the app's own input)", async () => {
@@ -915,5 +927,142 @@ describe('TokenSource: close during a backoff', () => {
     expect(vi.getTimerCount()).toBe(0);
     await vi.advanceTimersByTimeAsync(60_000);
     expect(fetch).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('TokenSource: an upstream that keeps refusing tokens', () => {
+  // Holds last initial_backoff, doubling up to max_backoff.
+  const RETRY: RetryPolicy = { deadlineMs: 10_000, initialBackoffMs: 1_000, maxBackoffMs: 4_000 };
+
+  /** A source whose every fetch answers at once with a new token: t1, t2, … */
+  async function counting() {
+    let n = 0;
+    const fetch = vi.fn(async () => token(`t${++n}`, Date.now()));
+    const s = track(source(fetch, { retry: RETRY }));
+    await s.get();
+    return { s, fetch };
+  }
+
+  it('lets concurrent refusals of one token share one refetch, and each request retry', async () => {
+    const { s, fetch } = await counting();
+    expect([s.invalidate('t1'), s.invalidate('t1'), s.invalidate('t1')]).toEqual([true, true, true]);
+    const retries = [s.get(), s.get(), s.get()];
+    for (const t of await Promise.all(retries)) expect(t.accessToken).toBe('t2');
+    expect(fetch).toHaveBeenCalledTimes(2);
+    // A late refusal of t1 leaves t2 alone, and its request may retry (with t2).
+    expect(s.invalidate('t1')).toBe(true);
+    expect(s.token()).toMatchObject({ accessToken: 't2' });
+    expect(fetch).toHaveBeenCalledTimes(2);
+  });
+
+  it('holds a refused replacement for a backoff step: still served, no refetch, no retry; then one refetch', async () => {
+    const { s, fetch } = await counting();
+    expect(s.invalidate('t1')).toBe(true);
+    await s.get(); // t2, fetched because t1 was refused
+    expect(s.invalidate('t2')).toBe(false);
+    for (let i = 0; i < 50; i++) {
+      expect(s.token()).toMatchObject({ accessToken: 't2' }); // synchronously: the app gets the upstream's 401
+      expect(s.invalidate('t2')).toBe(false);
+    }
+    expect(s.invalidate('t1')).toBe(false); // nor would a late refusal of t1 retry (with t2)
+    await vi.advanceTimersByTimeAsync(999);
+    expect(s.token()).toMatchObject({ accessToken: 't2' });
+    expect(fetch).toHaveBeenCalledTimes(2);
+
+    await vi.advanceTimersByTimeAsync(1); // the step has passed: one refetch
+    expect(s.peek()).toBeUndefined();
+    expect(s.invalidate('t2')).toBe(true); // a request that was still out with t2 may retry now
+    const next = [s.get(), s.get()];
+    for (const t of await Promise.all(next)) expect(t.accessToken).toBe('t3');
+    expect(fetch).toHaveBeenCalledTimes(3);
+  });
+
+  it('doubles the hold while replacements keep being refused, up to max_backoff', async () => {
+    const { s, fetch } = await counting();
+    s.invalidate('t1');
+    await s.get();
+    const holds: number[] = [];
+    for (let n = 2; n <= 5; n++) {
+      const since = Date.now();
+      expect(s.invalidate(`t${n}`)).toBe(false);
+      // Step through the hold in 250 ms slices until the next token is fetched.
+      while (!(s.token() instanceof Promise)) await vi.advanceTimersByTimeAsync(250);
+      holds.push(Date.now() - since);
+      expect((await s.get()).accessToken).toBe(`t${n + 1}`);
+    }
+    expect(holds).toEqual([1_000, 2_000, 4_000, 4_000]);
+    expect(fetch).toHaveBeenCalledTimes(6);
+  });
+
+  it('refetches at once again once a token has lived its life (a background refresh ends the series)', async () => {
+    const { s, fetch } = await counting();
+    s.invalidate('t1');
+    await s.get();
+    expect(s.invalidate('t2')).toBe(false); // held
+    await vi.advanceTimersByTimeAsync(1_000);
+    await s.get(); // t3, accepted this time
+    await vi.advanceTimersByTimeAsync(0.8 * USABLE); // refreshed ahead: t4
+    expect(fetch).toHaveBeenCalledTimes(4);
+    expect(s.invalidate('t4')).toBe(true);
+    expect((await s.get()).accessToken).toBe('t5');
+    expect(s.invalidate('t5')).toBe(false); // and the series starts over from the first step
+    await vi.advanceTimersByTimeAsync(999);
+    expect(s.token()).toMatchObject({ accessToken: 't5' });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(s.token()).toBeInstanceOf(Promise);
+  });
+});
+
+describe('TokenSource: refresh ahead only while in use', () => {
+  async function firstToken(keepFresh: boolean) {
+    const { fetch, calls } = manualFetch();
+    const s = track(source(fetch, { keepFresh }));
+    const p = s.get(); // a caller waiting for a fetch does not count as a use of the cache
+    calls[0]!.resolve(token('first'));
+    await p;
+    return { s, fetch, calls };
+  }
+
+  it('does not refresh an idle token; the next request renews it on demand', async () => {
+    const { s, fetch, calls } = await firstToken(false);
+    await vi.advanceTimersByTimeAsync(10 * LIFETIME);
+    expect(fetch).toHaveBeenCalledTimes(1);
+    expect(s.state).toBe('expired');
+    const next = s.token();
+    expect(next).toBeInstanceOf(Promise);
+    expect(fetch).toHaveBeenCalledTimes(2);
+    calls[1]!.resolve(token('second'));
+    expect((await next).accessToken).toBe('second');
+  });
+
+  it('refreshes a token used since it came, and stops once nobody uses it', async () => {
+    const { s, fetch, calls } = await firstToken(false);
+    expect(s.token()).toMatchObject({ accessToken: 'first' }); // one request uses it
+    await vi.advanceTimersByTimeAsync(0.8 * USABLE);
+    expect(fetch).toHaveBeenCalledTimes(2);
+    calls[1]!.resolve(token('second'));
+    await vi.advanceTimersByTimeAsync(10 * LIFETIME); // 'second' is never used
+    expect(fetch).toHaveBeenCalledTimes(2);
+  });
+
+  it('starts the skipped refresh at the first use after the refresh point, serving the token meanwhile', async () => {
+    const { s, fetch, calls } = await firstToken(false);
+    await vi.advanceTimersByTimeAsync(0.9 * USABLE); // past the refresh point, before usableUntil
+    expect(fetch).toHaveBeenCalledTimes(1);
+    expect(s.token()).toMatchObject({ accessToken: 'first' });
+    expect(fetch).toHaveBeenCalledTimes(2);
+    expect(s.state).toBe('refreshing');
+    calls[1]!.resolve(token('second'));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.token()).toMatchObject({ accessToken: 'second' });
+  });
+
+  it('keeps a keepFresh (prefetch) token fresh with nobody using it', async () => {
+    const fetch = vi.fn(async () => token(`t${fetch.mock.calls.length}`, Date.now()));
+    const s = track(source(fetch, { keepFresh: true }));
+    await s.get();
+    await vi.advanceTimersByTimeAsync(3 * 0.8 * USABLE);
+    expect(fetch).toHaveBeenCalledTimes(4);
+    expect(s.state).toBe('fresh');
   });
 });

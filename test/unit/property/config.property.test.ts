@@ -50,9 +50,19 @@ const ROUTE_KEYS = [
   'replay_buffer',
   'connect_timeout',
   'response_timeout',
+  'upstream_max_connections',
+  'strict_path',
   'allow_insecure_http',
 ];
-const LIMIT_KEYS = ['max_header_size', 'headers_timeout', 'idle_timeout', 'request_timeout'];
+const LIMIT_KEYS = [
+  'max_header_size',
+  'max_headers',
+  'headers_timeout',
+  'idle_timeout',
+  'request_timeout',
+  'max_connections',
+  'replay_buffer_total',
+];
 /** Keys whose value is a duration or a size (parsed by units.ts). */
 const UNIT_KEYS = new Set([
   'timeout',
@@ -197,8 +207,9 @@ function parentPath(path: string): string {
 const MISSING = /^is required\b|\bneeds\b/;
 
 /** The same config as comparable JSON: Maps, Sets and URLs spelled out. */
+/** The configuration as data, without `warnings` (which depend on how values were written). */
 function canonical(config: Config): string {
-  return JSON.stringify(config, (_k, v: unknown) => {
+  return JSON.stringify({ ...config, warnings: undefined }, (_k, v: unknown) => {
     if (v instanceof Map) return { map: [...v] };
     if (v instanceof Set) return { set: [...v] };
     return v;
@@ -610,7 +621,11 @@ function credential(kind: Kind): fc.Arbitrary<CredentialFn> {
         prefetch: grant.perRequest ? undefined : g.prefetch,
         timeout: g.timeout?.raw,
         refresh_ahead: g.refreshAhead,
-        connect_timeout: g.connectTimeout?.raw,
+        // A connect phase longer than the whole request is refused (credentials.*.connect_timeout).
+        connect_timeout:
+          g.connectTimeout !== undefined && g.connectTimeout.ms <= (g.timeout?.ms ?? 10_000)
+            ? g.connectTimeout.raw
+            : undefined,
         max_response_size: g.maxResponseSize,
         default_lifetime: g.lifetimes.low,
         max_lifetime: g.lifetimes.high,

@@ -20,17 +20,17 @@ function names(flat: string[]): string[] {
 }
 
 describe('upstreamRequestHeaders', () => {
-  it('keeps end-to-end headers in order with their original case and appends Via and the token', () => {
+  it('puts the token first, then end-to-end headers in order with their original case, then Via', () => {
     const out = upstreamRequestHeaders(
       ['Host', 'api.example.com', 'Accept', 'application/json', 'X-Request-Id', '7', 'accept', 'text/plain'],
       TOKEN,
     );
     expect(pairs(out)).toEqual([
+      ['Authorization', 'Bearer tok'],
       ['Accept', 'application/json'],
       ['X-Request-Id', '7'],
       ['accept', 'text/plain'],
       ['via', VIA],
-      ['Authorization', 'Bearer tok'],
     ]);
   });
 
@@ -80,9 +80,9 @@ describe('upstreamRequestHeaders', () => {
       TOKEN,
     );
     expect(pairs(out)).toEqual([
+      ['Authorization', 'Bearer tok'],
       ['X-Kept', '4'],
       ['via', VIA],
-      ['Authorization', 'Bearer tok'],
     ]);
   });
 
@@ -112,9 +112,9 @@ describe('upstreamRequestHeaders', () => {
       value: 'tok',
     });
     expect(pairs(out)).toEqual([
+      ['X-Api-Token', 'tok'],
       ['Authorization', 'Basic app'],
       ['via', VIA],
-      ['X-Api-Token', 'tok'],
     ]);
   });
 
@@ -124,8 +124,8 @@ describe('upstreamRequestHeaders', () => {
       TOKEN,
     );
     expect(pairs(out)).toEqual([
-      ['via', VIA],
       ['Authorization', 'Bearer tok'],
+      ['via', VIA],
     ]);
   });
 

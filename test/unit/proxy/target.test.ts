@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { BadRequestError } from '../../../src/errors.js';
-import { parseTarget, splitAuthority } from '../../../src/proxy/target.js';
+import { parseTarget } from '../../../src/proxy/target.js';
 
 /** A request stand-in; `rawHeaders` as Node gives them (name, value, …), by default one per header. */
 function req(
@@ -9,8 +9,17 @@ function req(
   headers: Record<string, string> = {},
   method = 'GET',
   rawHeaders: string[] = Object.entries(headers).flat(),
+  version: [number, number] = [1, 1],
 ): IncomingMessage {
-  return { url, method, headers, rawHeaders } as unknown as IncomingMessage;
+  const [httpVersionMajor, httpVersionMinor] = version;
+  return {
+    url,
+    method,
+    headers,
+    rawHeaders,
+    httpVersionMajor,
+    httpVersionMinor,
+  } as unknown as IncomingMessage;
 }
 
 function badRequest(r: IncomingMessage): BadRequestError {
@@ -128,12 +137,29 @@ describe('parseTarget: absolute-form (forward mode)', () => {
     expect(parseTarget(req('http://[::1]:9000/p'))).toMatchObject({ host: '[::1]', port: 9000, path: '/p' });
   });
 
-  it('drops a fragment and a trailing dot', () => {
-    expect(parseTarget(req('http://a.example.com./p?x#frag'))).toMatchObject({
+  it('drops a trailing dot', () => {
+    expect(parseTarget(req('http://a.example.com./p?x'))).toMatchObject({
       host: 'a.example.com',
       path: '/p?x',
     });
   });
+
+  // URL parsing would drop a fragment silently: "/a/..#" would become "/" after matching "/a/".
+  it.each(['http://a.example.com/p?x#frag', 'http://a.example.com/a/..#', 'http://a.example.com/#'])(
+    'rejects the fragment in %j (RFC 9112 §3.2.2)',
+    (url) => {
+      expect(badRequest(req(url)).message).toBe(
+        'request target holds a "#": a fragment is never sent (RFC 9112 §3.2)',
+      );
+    },
+  );
+
+  it.each(['http://a.example.com:0/', 'http://a.example.com:00/x', 'https://a.example.com:0'])(
+    'rejects port 0 in %j',
+    (url) => {
+      expect(badRequest(req(url)).message).toBe('request target names port 0');
+    },
+  );
 
   it('rejects user info', () => {
     expect(badRequest(req('http://user:pw@a.example.com/')).message).toBe(
@@ -154,15 +180,52 @@ describe('parseTarget: absolute-form (forward mode)', () => {
   });
 });
 
-describe('splitAuthority', () => {
+describe('parseTarget: HTTP version', () => {
+  it.each<[number, number]>([
+    [1, 0],
+    [1, 1],
+  ])('accepts HTTP/%i.%i', (major, minor) => {
+    expect(parseTarget(req('/x', { host: 'h' }, 'GET', ['Host', 'h'], [major, minor])).path).toBe('/x');
+  });
+
+  // Node's parser lets these through on an HTTP/1 connection.
+  it.each<[number, number]>([
+    [2, 0],
+    [0, 9],
+    [1, 2],
+  ])('rejects HTTP/%i.%i, in origin-form and absolute-form', (major, minor) => {
+    const message = `HTTP/${major}.${minor} is not spoken on this listener; use HTTP/1.1`;
+    expect(badRequest(req('/x', { host: 'h' }, 'GET', ['Host', 'h'], [major, minor])).message).toBe(message);
+    expect(badRequest(req('http://h/x', {}, 'GET', [], [major, minor])).message).toBe(message);
+  });
+});
+
+describe('parseTarget: fragments and loose spellings', () => {
+  it.each(['/a/..#', '/a/%2e%2e#', '/a#b', '/a?x#y', '/#'])(
+    'rejects the fragment in %j (RFC 9112 §3.2.1)',
+    (url) => {
+      expect(badRequest(req(url, { host: 'h' })).message).toBe(
+        'request target holds a "#": a fragment is never sent (RFC 9112 §3.2)',
+      );
+    },
+  );
+
   it.each([
-    ['a.example.com', 80, { host: 'a.example.com', port: 80 }],
-    ['a.example.com', 443, { host: 'a.example.com', port: 443 }],
-    ['A.Example.COM:1', 80, { host: 'a.example.com', port: 1 }],
-    ['10.0.0.1:65535', 80, { host: '10.0.0.1', port: 65535 }],
-    ['[::ffff:10.0.0.1]:8080', 80, { host: '[::ffff:10.0.0.1]', port: 8080 }],
-    [' padded:81 ', 80, { host: 'padded', port: 81 }],
-  ])('%j (default %d)', (authority, port, expected) => {
-    expect(splitAuthority(authority, port)).toEqual(expected);
+    ['/a/..%00', 'request path holds an encoded NUL (such as %00 or %2500)'],
+    ['/a/%c0%ae%c0%ae/x', 'request path holds an overlong UTF-8 encoding (such as %C0%AE for ".")'],
+    ['/a/..%3B/x', 'request path holds an encoded dot segment (such as ..%3B or %252e%252e)'],
+    ['/a/%252e%252e/x', 'request path holds an encoded dot segment (such as ..%3B or %252e%252e)'],
+    ['http://h/a/%252e%252e/x', 'request path holds an encoded dot segment (such as ..%3B or %252e%252e)'],
+  ])('reports %j as a loose spelling, for the router to refuse or let through', (url, why) => {
+    const target = parseTarget(req(url, { host: 'h' }));
+    expect(target.looseSpelling).toBe(why);
+    // The path itself is the normalised one either way: what a lenient route forwards.
+    expect(target.path).toBe(url.replace('http://h', '').replace('%c0%ae%c0%ae', '%C0%AE%C0%AE'));
+  });
+
+  it('reports nothing for a plain path, or for "%" only in the query', () => {
+    expect(parseTarget(req('/a/b', { host: 'h' })).looseSpelling).toBeUndefined();
+    expect(parseTarget(req('/a/b?x=..%3B%00', { host: 'h' })).looseSpelling).toBeUndefined();
+    expect(parseTarget(req('/a/%7Eb%20c', { host: 'h' })).looseSpelling).toBeUndefined();
   });
 });

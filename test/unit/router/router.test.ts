@@ -18,7 +18,9 @@ function route(name: string, match: RouteMatch = {}): RouteConfig {
     replayBufferBytes: 64 * 1024,
     connectTimeoutMs: 5_000,
     responseTimeoutMs: 30_000,
+    upstreamMaxConnections: 256,
     allowInsecureHttp: false,
+    strictPath: true,
   };
 }
 
