@@ -10,6 +10,7 @@ import { createConnectHandler } from './proxy/connect.js';
 import { createProxyHandler } from './proxy/handler.js';
 import { type ProxyServer, startProxyServer } from './proxy/server.js';
 import { Upstreams } from './proxy/upstreams.js';
+import type { SharedCache } from './shared-cache/shared-cache.js';
 
 export interface StartOptions {
   /** Where log lines go; defaults to stdout. Tests pass a capturing stream. */
@@ -28,6 +29,7 @@ export interface RunningInjector {
 }
 
 const PREFETCH_RETRY_MIN_MS = 1_000;
+const SHARED_CACHE_START_WAIT_MS = 2_000;
 const PREFETCH_RETRY_MAX_MS = 30_000;
 
 /** Starts the proxy and admin listeners for a validated configuration. */
@@ -37,7 +39,10 @@ export async function startTokenInjector(
 ): Promise<RunningInjector> {
   const logger = options.logger ?? createLogger(config.log.level, options.logDestination);
   const metrics = new Metrics();
-  const credentials = new Credentials(config, { metrics, logger });
+  const sharedCache = config.sharedCache
+    ? await openSharedCache(config.sharedCache, { metrics, logger })
+    : undefined;
+  const credentials = new Credentials(config, { metrics, logger, ...(sharedCache ? { sharedCache } : {}) });
   const upstreams = new Upstreams(config.routes);
   let serving = false;
   let proxy: ProxyServer | undefined;
@@ -46,10 +51,14 @@ export async function startTokenInjector(
 
   try {
     const prefetch = [...config.credentials.values()].filter((c) => c.prefetch).map((c) => c.name);
+    // A replica that starts finds the fleet's tokens instead of asking for its own; bounded, so a
+    // Redis that is down delays the start by at most this much.
+    await sharedCache?.ready(SHARED_CACHE_START_WAIT_MS);
     admin = await startAdminServer(config.admin.listen, {
       credentials,
       metrics,
       readiness: { serving: () => serving, prefetch },
+      ...(sharedCache ? { sharedCache } : {}),
     });
     proxy = await startProxyServer(
       config.listen,
@@ -66,6 +75,7 @@ export async function startTokenInjector(
     await admin?.close();
     await upstreams.close();
     await credentials.close();
+    await sharedCache?.close();
     throw err;
   }
   for (const w of config.warnings) {
@@ -103,11 +113,24 @@ export async function startTokenInjector(
         await adminServer.close();
         await upstreams.close();
         await credentials.close();
+        await sharedCache?.close();
         logger.info({ event: 'stopped' }, 'token-injector stopped');
       })();
       return closed;
     },
   };
+}
+
+/**
+ * The shared cache, with its Redis client loaded only now: a replica without `shared_cache` never
+ * loads it at all.
+ */
+export async function openSharedCache(
+  config: NonNullable<Config['sharedCache']>,
+  deps: { metrics?: Metrics; logger: Logger },
+): Promise<SharedCache> {
+  const { SharedCache } = await import('./shared-cache/shared-cache.js');
+  return new SharedCache(config, deps);
 }
 
 /** Counts every dropped connection; logs at most one warning a minute, so a flood is not a log flood. */

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'proxy_loop'
   | 'bad_request'
   | 'too_many_headers'
+  | 'shared_cache_unavailable'
   | 'upgrade_not_supported'
   | 'expectation_failed'
   | 'unknown_credential'
@@ -165,6 +166,14 @@ export class ExpectationFailedError extends TokenInjectorError {
 
 export class UnknownCredentialError extends TokenInjectorError {
   readonly code = 'unknown_credential' as const;
+}
+
+/**
+ * The shared cache (Redis/Valkey) did not answer in time, refused, or is disconnected. Never
+ * reaches an app: the replica goes on with its own cache and token requests.
+ */
+export class SharedCacheUnavailableError extends TokenInjectorError {
+  readonly code = 'shared_cache_unavailable' as const;
 }
 
 /** A bug in token-injector: never expected, always answered with 500 rather than a crash. */

@@ -74,6 +74,23 @@ export class Metrics {
     labelNames: ['route', 'status_class'] as const,
     registers: [this.registry],
   });
+  readonly sharedCacheUp = new Gauge({
+    name: `${PREFIX}shared_cache_up`,
+    help: 'Whether the shared token cache (shared_cache) is connected: 1 or 0.',
+    registers: [],
+  });
+  readonly sharedCacheOperations = new Counter({
+    name: `${PREFIX}shared_cache_operations_total`,
+    help: 'Shared token cache commands by operation and result (ok, error, timeout, invalid).',
+    labelNames: ['op', 'result'] as const,
+    registers: [],
+  });
+  readonly sharedCacheFetchesAvoided = new Counter({
+    name: `${PREFIX}shared_cache_fetches_avoided_total`,
+    help: 'Tokens taken from the shared cache instead of a token request of this replica.',
+    labelNames: ['credential'] as const,
+    registers: [],
+  });
   readonly connectionsDropped = new Counter({
     name: `${PREFIX}connections_dropped_total`,
     help: 'Client connections closed at accept because limits.max_connections were open.',
@@ -86,6 +103,14 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+
+  /** The shared cache's metrics appear only when `shared_cache` is configured. */
+  enableSharedCache(): void {
+    if (this.registry.getSingleMetric(`${PREFIX}shared_cache_up`)) return;
+    this.registry.registerMetric(this.sharedCacheUp);
+    this.registry.registerMetric(this.sharedCacheOperations as Counter<string>);
+    this.registry.registerMetric(this.sharedCacheFetchesAvoided as Counter<string>);
+  }
 
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });

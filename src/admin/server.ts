@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../config/types.js';
 import type { Credentials } from '../credentials/credentials.js';
 import { listen } from '../net-listen.js';
+import type { SharedCacheState } from '../shared-cache/store.js';
 import type { Metrics } from './metrics.js';
 
 export interface Readiness {
@@ -24,7 +25,13 @@ export interface AdminServer {
  */
 export async function startAdminServer(
   address: ListenAddress,
-  deps: { credentials: Credentials; metrics: Metrics; readiness: Readiness },
+  deps: {
+    credentials: Credentials;
+    metrics: Metrics;
+    readiness: Readiness;
+    /** Shown in /readyz, never part of readiness: replicas serve without it. */
+    sharedCache?: { readonly state: SharedCacheState };
+  },
 ): Promise<AdminServer> {
   const { credentials, metrics, readiness } = deps;
   const server: Server = createServer((req, res) => {
@@ -53,6 +60,7 @@ export async function startAdminServer(
         ...(waiting.length > 0 ? { waiting_for_tokens: waiting } : {}),
         credentials: states,
         ...(Object.keys(errors).length > 0 ? { last_errors: errors } : {}),
+        ...(deps.sharedCache ? { shared_cache: deps.sharedCache.state } : {}),
       });
     }
     if (path === '/metrics') {

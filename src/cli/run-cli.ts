@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { startTokenInjector } from '../app.js';
+import { openSharedCache, startTokenInjector } from '../app.js';
 import { isAbsoluteUrl } from '../config/checker.js';
 import { loadConfig } from '../config/load.js';
 import type { Config, TokenScope } from '../config/types.js';
@@ -152,7 +152,11 @@ async function printToken(config: Config, name: string, overrides: TokenScope, i
     return EXIT.usage;
   }
   // stdout carries only the token; diagnostics go to stderr.
-  const credentials = new Credentials(config, { logger: createLogger('error', stderrDestination()) });
+  const logger = createLogger('error', stderrDestination());
+  const sharedCache = config.sharedCache ? await openSharedCache(config.sharedCache, { logger }) : undefined;
+  // The fleet's token, if Redis answers soon enough; otherwise one of our own.
+  await sharedCache?.ready(config.sharedCache!.timeoutMs * 5);
+  const credentials = new Credentials(config, { logger, ...(sharedCache ? { sharedCache } : {}) });
   try {
     const token = await credentials.source(name, overrides).get();
     io.out(`${token.accessToken}\n`);
@@ -166,6 +170,7 @@ async function printToken(config: Config, name: string, overrides: TokenScope, i
     return EXIT.tokenFailed;
   } finally {
     await credentials.close();
+    await sharedCache?.close();
   }
 }
 

@@ -195,6 +195,23 @@ export interface ListenerLimits {
   readonly replayBufferTotal: number;
 }
 
+/** `shared_cache`: one token per credential for a whole fleet, through Redis or Valkey. */
+export interface SharedCacheConfig {
+  /** `redis://` or `rediss://` (TLS, verified), with an optional database number as path. */
+  readonly url: URL;
+  readonly username?: string;
+  readonly password?: FileBacked;
+  readonly keyPrefix: string;
+  /** 32-byte keys; the first encrypts (and names entries), every one decrypts. */
+  readonly encryptionKeys: readonly Buffer[];
+  /** Per Redis command; past it the replica goes on alone. */
+  readonly timeoutMs: number;
+  /** Extra trust and a client certificate for `rediss://`. */
+  readonly tls: TlsClient;
+  /** The url is one seed node of a Redis or Valkey Cluster. */
+  readonly cluster: boolean;
+}
+
 export interface Config {
   readonly listen: ListenAddress;
   /** A `listen` beyond loopback was explicitly allowed. */
@@ -207,6 +224,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly credentials: ReadonlyMap<string, CredentialConfig>;
   readonly routes: readonly RouteConfig[];
+  /** Undefined: every replica keeps its tokens to itself. */
+  readonly sharedCache?: SharedCacheConfig;
   /** Things that work but should be changed (e.g. a secret written inline); never fatal. */
   readonly warnings: readonly ConfigProblem[];
 }

@@ -6,6 +6,7 @@ import {
   SIGNING_ALGS,
 } from '../jwt/signing-key.js';
 import { type Checker, isAbsoluteUrl, join } from './checker.js';
+import { insecureHttp, positive } from './rules.js';
 import type {
   ClientAuthConfig,
   ClientAuthMethod,
@@ -16,7 +17,6 @@ import type {
   SigningKeyConfig,
   TokenInput,
 } from './types.js';
-import { insecureHttp, positive } from './validate.js';
 
 type Obj = Record<string, unknown>;
 

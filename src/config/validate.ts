@@ -2,6 +2,7 @@ import { METHODS } from 'node:http';
 import { parseHostPattern } from '../router/host.js';
 import { Checker, isAbsoluteUrl, join } from './checker.js';
 import type { ConfigSources } from './interpolate.js';
+import { insecureHttp, isLoopback, positive } from './rules.js';
 import type {
   Config,
   CredentialConfig,
@@ -14,6 +15,7 @@ import type {
   UnmatchedPolicy,
 } from './types.js';
 import { credential, credentialDependencies, usesRequestHeader } from './validate-credential.js';
+import { sharedCache } from './validate-shared-cache.js';
 
 type Obj = Record<string, unknown>;
 
@@ -27,6 +29,7 @@ const TOP_KEYS = [
   'shutdown_timeout',
   'credentials',
   'routes',
+  'shared_cache',
 ];
 const ROUTE_KEYS = [
   'name',
@@ -156,6 +159,8 @@ export function validateConfig(
     });
   }
 
+  const shared = sharedCache(c, root);
+
   if (c.problems.length > 0) return { problems: c.problems };
   const config: Config = Object.freeze({
     listen,
@@ -167,6 +172,7 @@ export function validateConfig(
     shutdownTimeoutMs,
     credentials,
     routes: Object.freeze(routes),
+    ...(shared ? { sharedCache: shared } : {}),
     warnings: Object.freeze([...c.warnings]),
   });
   return { config, problems: [] };
@@ -405,30 +411,4 @@ function listenerLimits(c: Checker, root: Obj): ListenerLimits {
 function closestMethod(method: string): string | undefined {
   const sorted = (m: string) => [...m].sort().join('');
   return METHODS.find((m) => sorted(m) === sorted(method));
-}
-
-/** A duration that must not be zero. */
-export function positive(c: Checker, obj: Obj, key: string, path: string, fallback: number): number {
-  const ms = c.duration(obj, key, path, fallback);
-  if (ms <= 0) c.add(join(path, key), 'must be greater than 0');
-  return ms;
-}
-
-/** 127.0.0.0/8, ::1 and localhost: reachable only from this machine (or this pod). */
-export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::ffff:127.0.0.1';
-}
-
-/**
- * A token sent over plain HTTP beyond this machine can be read on the way: refused unless the
- * credential or route says `allow_insecure_http: true`.
- */
-export function insecureHttp(c: Checker, url: URL, path: string, what: string): void {
-  if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
-    c.add(
-      path,
-      `http:// to ${url.hostname} would send tokens or secrets unencrypted; use https://, or set allow_insecure_http: true on ${what} if the network is trusted`,
-    );
-  }
 }

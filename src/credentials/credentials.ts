@@ -4,6 +4,7 @@ import type { Config, CredentialConfig, RouteConfig, TokenInput, TokenScope } fr
 import { UnknownCredentialError } from '../errors.js';
 import { requestHeaders } from '../grants/token-input.js';
 import type { Logger } from '../log.js';
+import type { SharedCache } from '../shared-cache/shared-cache.js';
 import type { Token } from '../token-endpoint/token.js';
 import { RequestTokens } from './request-tokens.js';
 import { TokenProvider } from './token-provider.js';
@@ -47,10 +48,12 @@ export class Credentials {
   readonly #cacheCounters = new Map<string, CacheCounters>();
   readonly #metrics: Metrics | undefined;
   readonly #logger: Logger;
+  readonly #shared: SharedCache | undefined;
 
-  constructor(config: Config, deps: { metrics?: Metrics; logger: Logger }) {
+  constructor(config: Config, deps: { metrics?: Metrics; logger: Logger; sharedCache?: SharedCache }) {
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
+    this.#shared = deps.sharedCache;
     for (const cred of config.credentials.values()) {
       this.#providers.set(
         cred.name,
@@ -70,15 +73,19 @@ export class Credentials {
     const key = `${name}\n${scope.scope ?? ''}\n${scope.audience ?? ''}\n${scope.resource ?? ''}`;
     let source = this.#sources.get(key);
     if (!source) {
+      const cred = provider.credential;
+      const local = (previous: Token | undefined, deadline: number) =>
+        provider.requestToken({ tokenScope: scope, deadline, ...(previous ? { previous } : {}) });
+      const shared = this.#shared;
       source = new TokenSource({
         name,
-        refreshAhead: provider.credential.refreshAhead,
+        refreshAhead: cred.refreshAhead,
         // A prefetched credential is kept ready for the first request, however long it waits.
-        keepFresh: provider.credential.prefetch,
-        retry: retryPolicy(provider.credential),
-        fetch: (previous, deadline) =>
-          provider.requestToken({ tokenScope: scope, deadline, ...(previous ? { previous } : {}) }),
+        keepFresh: cred.prefetch,
+        retry: retryPolicy(cred),
+        fetch: shared ? shared.fetch(cred, scope, local) : local,
         events: this.#events(name),
+        ...(shared ? { revoked: (accessToken: string) => shared.invalidate(cred, scope, accessToken) } : {}),
       });
       this.#sources.set(key, source);
     }
@@ -113,8 +120,26 @@ export class Credentials {
         headers,
         maxEntries: maxEntriesOf(provider.credential),
         retry: retryPolicy(provider.credential),
-        fetch: (request, previous, deadline) =>
-          provider.requestToken({ tokenScope: scope, request, deadline, ...(previous ? { previous } : {}) }),
+        fetch: (request, previous, deadline) => {
+          const local = (prev: Token | undefined, until: number) =>
+            provider.requestToken({
+              tokenScope: scope,
+              request,
+              deadline: until,
+              ...(prev ? { previous: prev } : {}),
+            });
+          const shared = this.#shared;
+          return (shared ? shared.fetch(provider.credential, scope, local, request) : local)(
+            previous,
+            deadline,
+          );
+        },
+        ...(this.#shared
+          ? {
+              revoked: (request: ReadonlyMap<string, string>, accessToken: string) =>
+                this.#shared?.invalidate(provider.credential, scope, accessToken, request),
+            }
+          : {}),
         events: this.#events(route.credential),
         counters,
       });

@@ -27,6 +27,7 @@ export class RequestTokens {
   readonly #retry: RetryPolicy | undefined;
   readonly #events: TokenSourceEvents | undefined;
   readonly #counters: CacheCounters | undefined;
+  readonly #revoked: ((request: ReadonlyMap<string, string>, accessToken: string) => void) | undefined;
   readonly #name: string;
 
   constructor(opts: {
@@ -39,7 +40,10 @@ export class RequestTokens {
     events?: TokenSourceEvents;
     /** Counts each request that finds its token cached (hit) or not (miss). */
     counters?: CacheCounters;
+    /** An upstream refused the token obtained for these values, and it is dropped here. */
+    revoked?: (request: ReadonlyMap<string, string>, accessToken: string) => void;
   }) {
+    this.#revoked = opts.revoked;
     this.#retry = opts.retry;
     this.#name = opts.name;
     this.#headers = opts.headers;
@@ -85,6 +89,7 @@ export class RequestTokens {
         refreshAhead: undefined,
         ...(this.#events ? { events: this.#events } : {}),
         ...(this.#retry ? { retry: this.#retry } : {}),
+        ...(this.#revoked ? { revoked: (accessToken: string) => this.#revoked?.(values, accessToken) } : {}),
         fetch: async (previous, deadline) => {
           const token = await this.#fetch(values, previous, deadline);
           // Never past the assertion's own end: after it, the app must send a new one.

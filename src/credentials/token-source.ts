@@ -58,6 +58,8 @@ export interface TokenSourceOptions {
   /** Also sets how long a refused replacement token is held (see {@link TokenSource.invalidate}). */
   readonly retry?: RetryPolicy;
   readonly events?: TokenSourceEvents;
+  /** An upstream refused this token and it is dropped here (the fleet's copy should go too). */
+  readonly revoked?: (accessToken: string) => void;
   readonly now?: () => number;
   readonly random?: () => number;
 }
@@ -215,6 +217,7 @@ export class TokenSource {
         this.#holdUntil = 0;
         // A failure backoff must not block this fetch: the endpoint did nothing wrong.
         this.#retryAt = 0;
+        this.#opts.revoked?.(accessToken);
       }
     }
     return !(current.accessToken === this.#revoked && now < this.#holdUntil);

@@ -28,6 +28,7 @@ export function statusFor(code: ErrorCode): number {
       return 502;
     case 'token_endpoint_unreachable':
     case 'credential_input_unavailable':
+    case 'shared_cache_unavailable':
       return 503;
     case 'token_endpoint_timeout':
     case 'upstream_timeout':

@@ -14,6 +14,8 @@ const kubernetesDir = path.join(root, 'deploy', 'kubernetes');
 /** The client-secret example (deploy/kubernetes/) and the secretless one. */
 const SECRET_EXAMPLE = '.';
 const WORKLOAD_IDENTITY_EXAMPLE = 'workload-identity';
+/** Replicas sharing their tokens through a Redis of their own (`shared_cache`). */
+const FLEET_EXAMPLE = 'fleet';
 /** The audience Microsoft Entra ID requires in tokens of federated identity credentials. */
 const ENTRA_FEDERATION_AUDIENCE = 'api://AzureADTokenExchange';
 
@@ -39,8 +41,8 @@ interface Container {
   command?: string[];
   args?: string[];
   restartPolicy?: string;
-  ports?: { name?: string; containerPort: number }[];
-  env?: { name: string; value?: string }[];
+  ports?: { name?: string; containerPort: number; protocol?: string }[];
+  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
   volumeMounts?: VolumeMount[];
   startupProbe?: Probe;
   livenessProbe?: Probe;
@@ -74,19 +76,42 @@ interface PodSpec {
   volumes?: Volume[];
   securityContext?: SecurityContext;
 }
+type Labels = Record<string, string>;
 interface Manifest {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; annotations?: Record<string, string> };
+  metadata: { name: string; labels?: Labels; annotations?: Record<string, string> };
   data?: Record<string, string>;
   stringData?: Record<string, string>;
-  spec?: PodSpec & { template?: { spec: PodSpec } };
+  spec?: PodSpec & {
+    template?: { metadata?: { labels?: Labels }; spec: PodSpec };
+    replicas?: number;
+    selector?: { matchLabels?: Labels };
+  };
+}
+/** The parts of a Service and a NetworkPolicy these tests look at. */
+interface ServiceSpec {
+  selector?: Labels;
+  ports?: { name?: string; port: number; targetPort?: number | string; protocol?: string }[];
+}
+interface NetworkPolicySpec {
+  podSelector?: { matchLabels?: Labels; matchExpressions?: unknown[] };
+  policyTypes?: string[];
+  ingress?: {
+    from?: {
+      podSelector?: { matchLabels?: Labels; matchExpressions?: unknown[] };
+      namespaceSelector?: unknown;
+      ipBlock?: unknown;
+    }[];
+    ports?: { protocol?: string; port?: number | string }[];
+  }[];
 }
 /** The parts of a token-injector config these tests look at. */
 interface SidecarConfig {
   listen?: string;
   admin?: { listen?: string };
   credentials?: Record<string, Record<string, unknown>>;
+  shared_cache?: { url?: string; password?: string; encryption_keys?: string[] };
 }
 
 /** Directories under deploy/kubernetes (relative, "." for itself) that hold YAML files. */
@@ -236,20 +261,15 @@ class Example {
 
   constructor(readonly dir: string) {
     this.manifests = loadManifests(path.join(kubernetesDir, dir));
+    // Other workloads (the fleet example's Redis) are checked by their example's own tests.
     this.workload = only(
-      this.manifests.filter(
-        (m) => m.manifest.kind === 'Pod' || m.manifest.spec?.template?.spec !== undefined,
-      ),
-      `Pod or workload with a pod template in ${dir}`,
-    ).manifest;
-    this.podSpec = (
-      this.workload.kind === 'Pod' ? this.workload.spec : this.workload.spec?.template?.spec
-    ) as PodSpec;
+      this.workloads.filter((w) => containersOf(podSpecOf(w)!).some(isTokenInjector)),
+      `Pod or workload running token-injector in ${dir}`,
+    );
+    this.podSpec = podSpecOf(this.workload)!;
     this.initContainers = this.podSpec.initContainers ?? [];
     this.sidecar = only(
-      [...this.initContainers, ...this.podSpec.containers].filter(
-        (c) => c.name === 'token-injector' || /token-injector/.test(c.image ?? ''),
-      ),
+      containersOf(this.podSpec).filter(isTokenInjector),
       `token-injector container in ${dir}`,
     );
     this.appContainers = this.podSpec.containers.filter((c) => c !== this.sidecar);
@@ -279,6 +299,11 @@ class Example {
 
   ofKind(kind: string): Manifest[] {
     return this.manifests.filter((m) => m.manifest.kind === kind).map((m) => m.manifest);
+  }
+
+  /** Pods, and workloads with a pod template. */
+  get workloads(): Manifest[] {
+    return this.manifests.map((m) => m.manifest).filter((m) => podSpecOf(m) !== undefined);
   }
 
   get allContainers(): Container[] {
@@ -338,7 +363,7 @@ class Example {
         const backing = this.backing(file);
         if (backing?.kind === 'serviceAccountToken') return DUMMY_SERVICE_ACCOUNT_TOKEN;
         if (backing?.kind === 'secret' && secretKeys(backing.secret).includes(backing.key)) {
-          return 'dummy-client-secret';
+          return DUMMY_SECRET_FILE;
         }
         throw Object.assign(new Error(`ENOENT: no such file or directory, open '${file}'`), {
           code: 'ENOENT',
@@ -348,9 +373,33 @@ class Example {
   }
 }
 
+function podSpecOf(manifest: Manifest): PodSpec | undefined {
+  return manifest.kind === 'Pod' ? manifest.spec : manifest.spec?.template?.spec;
+}
+
+function containersOf(pod: PodSpec): Container[] {
+  return [...(pod.initContainers ?? []), ...pod.containers];
+}
+
+function isTokenInjector(container: Container): boolean {
+  return container.name === 'token-injector' || /token-injector/.test(container.image ?? '');
+}
+
+/** Pod labels `selector` picks: every label it names, with its value (matchLabels semantics). */
+function selects(selector: Labels | undefined, labels: Labels | undefined): boolean {
+  const wanted = Object.entries(selector ?? {});
+  return wanted.length > 0 && wanted.every(([k, v]) => labels?.[k] === v);
+}
+
 function secretKeys(secret: Manifest | undefined): string[] {
   return [...Object.keys(secret?.stringData ?? {}), ...Object.keys(secret?.data ?? {})];
 }
+
+/**
+ * What a Secret key's file holds in these tests: `openssl rand -base64 32` output and a newline,
+ * which passes both as a client secret or password and as a `shared_cache` encryption key.
+ */
+const DUMMY_SECRET_FILE = `${Buffer.alloc(32, 0x5a).toString('base64')}\n`;
 
 /** Shaped like the kubelet's file: a compact JWS (never verified by the loader), and a newline. */
 const DUMMY_SERVICE_ACCOUNT_TOKEN = `${[
@@ -360,9 +409,10 @@ const DUMMY_SERVICE_ACCOUNT_TOKEN = `${[
   .map((part) => Buffer.from(JSON.stringify(part)).toString('base64url'))
   .join('.')}.c2lnbmF0dXJl\n`;
 
-const examples = [SECRET_EXAMPLE, WORKLOAD_IDENTITY_EXAMPLE].map((dir) => new Example(dir));
+const examples = [SECRET_EXAMPLE, WORKLOAD_IDENTITY_EXAMPLE, FLEET_EXAMPLE].map((dir) => new Example(dir));
 const secretExample = examples[0]!;
 const workloadIdentity = examples[1]!;
+const fleet = examples[2]!;
 
 describe('deploy/kubernetes', () => {
   it('holds no YAML outside the examples these tests check', () => {
@@ -479,25 +529,180 @@ for (const example of examples) {
   });
 }
 
-describe('deploy/kubernetes/ (client secret from a Secret)', () => {
-  const { sidecar } = secretExample;
+for (const example of [secretExample, fleet]) {
+  describe(`deploy/kubernetes/${example.dir === '.' ? '' : `${example.dir}/`} (files from Secrets)`, () => {
+    const { sidecar } = example;
 
-  it('has a Secret', () => {
-    expect(secretExample.ofKind('Secret').length).toBeGreaterThanOrEqual(1);
+    it('has a Secret', () => {
+      expect(example.ofKind('Secret').length).toBeGreaterThanOrEqual(1);
+    });
+
+    it('backs every file reference with a key of a Secret mounted read-only into the sidecar', () => {
+      expect(example.fileReferences.length).toBeGreaterThanOrEqual(1);
+      for (const file of example.fileReferences) {
+        const backing = example.backing(file);
+        expect(backing?.kind, file).toBe('secret');
+        if (backing?.kind !== 'secret') continue;
+        expect(backing.mount.readOnly, file).toBe(true);
+        expect(backing.secret, `Secret for ${file}`).toBeDefined();
+        expect(secretKeys(backing.secret), file).toContain(backing.key);
+        expect(path.posix.basename(file)).toBe(path.posix.basename(backing.key));
+      }
+      expect(sidecar.volumeMounts?.some((m) => example.volumes.get(m.name)?.secret)).toBe(true);
+    });
+  });
+}
+
+describe('deploy/kubernetes/fleet/ (shared_cache on a Redis of its own)', () => {
+  const { sidecar, config } = fleet;
+  const shared = config.shared_cache ?? {};
+  const client = fleet.workload;
+  const clientLabels = client.spec?.template?.metadata?.labels;
+  const redis = only(
+    fleet.workloads.filter((w) => w !== client),
+    'Redis workload in deploy/kubernetes/fleet',
+  );
+  const redisPod = podSpecOf(redis)!;
+  const redisLabels = redis.spec?.template?.metadata?.labels;
+  const redisContainer = only(
+    redisPod.containers.filter((c) => /(^|\/)(redis|valkey)(:|@|$)/.test(c.image ?? '')),
+    'redis or valkey container',
+  );
+  const redisPort = redisContainer.ports?.find((p) => p.containerPort === 6379);
+  const url = new URL(shared.url ?? 'redis://missing');
+
+  /** The value of `flag` in the Redis command line (`--requirepass X`). */
+  function flag(name: string): string | undefined {
+    const args = [...(redisContainer.command ?? []), ...(redisContainer.args ?? [])];
+    const i = args.indexOf(name);
+    return i < 0 ? undefined : args[i + 1];
+  }
+
+  it('runs several replicas that share their tokens through shared_cache', () => {
+    expect(client.spec?.replicas).toBeGreaterThanOrEqual(2);
+    expect(url.protocol).toBe('redis:');
+    // Secrets by reference only: an inline password or key would sit in the ConfigMap.
+    expect(shared.password).toMatch(/^\$\{file:[^}]+\}$/);
+    expect(shared.encryption_keys?.length).toBeGreaterThanOrEqual(1);
+    for (const key of shared.encryption_keys ?? []) expect(key).toMatch(/^\$\{file:[^}]+\}$/);
   });
 
-  it('backs every file reference with a key of a Secret mounted read-only into the sidecar', () => {
-    expect(secretExample.fileReferences.length).toBeGreaterThanOrEqual(1);
-    for (const file of secretExample.fileReferences) {
-      const backing = secretExample.backing(file);
-      expect(backing?.kind, file).toBe('secret');
+  it('validates with the encryption key and the password read from the mounted Secret', async () => {
+    const { parseConfigText } = await import('../../src/config/load.js');
+    const sources = fleet.loaderSources();
+    const { config: loaded, problems } = parseConfigText(fleet.configText, sources);
+    expect(problems).toEqual([]);
+    expect(loaded?.sharedCache?.encryptionKeys.map((k) => k.length)).toEqual([32]);
+    expect(loaded?.warnings.filter((w) => w.path.startsWith('shared_cache'))).toEqual([]);
+    const files = [shared.password, ...(shared.encryption_keys ?? [])].map((r) =>
+      String(r).replace(/^\$\{file:([^}]+)\}$/, '$1'),
+    );
+    expect(sources.read).toEqual(expect.arrayContaining(files));
+  });
+
+  it('points shared_cache.url at the Redis Service, which selects the Redis pods on their port', () => {
+    const service = only(
+      fleet.ofKind('Service').filter((s) => s.metadata.name === url.hostname.split('.')[0]),
+      `Service ${url.hostname}`,
+    );
+    const spec = service.spec as unknown as ServiceSpec;
+    expect(selects(spec.selector, redisLabels)).toBe(true);
+    expect(selects(spec.selector, clientLabels)).toBe(false);
+    const port = spec.ports?.find((p) => p.port === Number(url.port || 6379));
+    expect(port, `Service port ${url.port || 6379}`).toBeDefined();
+    const target = port?.targetPort ?? port?.port;
+    expect(resolvePort(redisContainer, target)).toBe(6379);
+    expect(redisPort).toBeDefined();
+  });
+
+  it('starts Redis with --requirepass from the Secret key the sidecar reads as shared_cache.password', () => {
+    const password = flag('--requirepass');
+    const variable = /^\$\(([A-Za-z_][A-Za-z0-9_]*)\)$/.exec(password ?? '')?.[1];
+    expect(variable, `--requirepass ${password}`).toBeDefined();
+    const ref = redisContainer.env?.find((e) => e.name === variable)?.valueFrom?.secretKeyRef;
+    expect(ref, `env ${variable} from a Secret`).toBeDefined();
+    const file = String(shared.password).replace(/^\$\{file:([^}]+)\}$/, '$1');
+    const backing = fleet.backing(file);
+    expect(backing?.kind).toBe('secret');
+    if (backing?.kind !== 'secret') return;
+    expect(backing.secret?.metadata.name).toBe(ref?.name);
+    expect(backing.key).toBe(ref?.key);
+  });
+
+  it('keeps the encryption key away from Redis', () => {
+    const keyFiles = (shared.encryption_keys ?? []).map((r) => r.replace(/^\$\{file:([^}]+)\}$/, '$1'));
+    const keys = keyFiles.map((f) => fleet.backing(f)).filter((b) => b?.kind === 'secret');
+    expect(keys.length).toBe(keyFiles.length);
+    for (const backing of keys) {
       if (backing?.kind !== 'secret') continue;
-      expect(backing.mount.readOnly, file).toBe(true);
-      expect(backing.secret, `Secret for ${file}`).toBeDefined();
-      expect(secretKeys(backing.secret), file).toContain(backing.key);
-      expect(path.posix.basename(file)).toBe(path.posix.basename(backing.key));
+      for (const e of redisContainer.env ?? []) {
+        const ref = e.valueFrom?.secretKeyRef;
+        expect(ref?.name === backing.secret?.metadata.name && ref?.key === backing.key, e.name).toBe(false);
+      }
+      // No volume of the Redis pod carries the Secret at all.
+      for (const volume of redisPod.volumes ?? []) {
+        expect(volume.secret?.secretName, volume.name).not.toBe(backing.secret?.metadata.name);
+      }
     }
-    expect(sidecar.volumeMounts?.some((m) => secretExample.volumes.get(m.name)?.secret)).toBe(true);
+  });
+
+  it('persists nothing: a cache needs no volume that outlives the pod', () => {
+    expect(flag('--save')).toBe('');
+    expect(flag('--appendonly')).toBe('no');
+    for (const volume of redisPod.volumes ?? []) {
+      expect(
+        Object.keys(volume).filter((k) => k !== 'name'),
+        volume.name,
+      ).toEqual(['emptyDir']);
+    }
+  });
+
+  it('lets only pods with the client label reach Redis, and only on its port', () => {
+    const policies = fleet
+      .ofKind('NetworkPolicy')
+      .map((p) => p.spec as unknown as NetworkPolicySpec)
+      .filter((p) => selects(p.podSelector?.matchLabels, redisLabels));
+    const policy = only(policies, 'NetworkPolicy selecting the Redis pods');
+    expect(policy.podSelector?.matchExpressions).toBeUndefined();
+    expect(policy.policyTypes).toContain('Ingress');
+    expect(policy.ingress?.length).toBeGreaterThanOrEqual(1);
+    for (const rule of policy.ingress ?? []) {
+      // A rule without `from` (or with an empty peer) admits every source.
+      expect(rule.from?.length).toBeGreaterThanOrEqual(1);
+      for (const peer of rule.from ?? []) {
+        expect(peer.ipBlock).toBeUndefined();
+        expect(peer.namespaceSelector).toBeUndefined();
+        expect(peer.podSelector?.matchExpressions).toBeUndefined();
+        // The token-injector pods carry the label; Redis itself does not need it.
+        expect(selects(peer.podSelector?.matchLabels, clientLabels), JSON.stringify(peer)).toBe(true);
+      }
+      expect(rule.ports?.length).toBeGreaterThanOrEqual(1);
+      for (const port of rule.ports ?? []) {
+        expect(port.protocol ?? 'TCP').toBe('TCP');
+        expect(resolvePort(redisContainer, port.port)).toBe(6379);
+      }
+    }
+    // The app's own pods elsewhere (the examples of ../) lack the label, and so cannot reach Redis.
+    const rule = policy.ingress?.[0]?.from?.[0]?.podSelector?.matchLabels;
+    expect(selects(rule, secretExample.workload.spec?.template?.metadata?.labels)).toBe(false);
+  });
+
+  it('runs Redis as non-root, read-only, without privilege escalation or capabilities', () => {
+    const context = redisContainer.securityContext ?? {};
+    expect(context.runAsNonRoot ?? redisPod.securityContext?.runAsNonRoot).toBe(true);
+    const uid = context.runAsUser ?? redisPod.securityContext?.runAsUser;
+    expect(uid).toBeGreaterThan(0);
+    expect(context.readOnlyRootFilesystem).toBe(true);
+    expect(context.allowPrivilegeEscalation).toBe(false);
+    expect(context.capabilities?.drop).toContain('ALL');
+  });
+
+  it('gives the sidecar the Secret and leaves it out of the app container', () => {
+    const mounts = (sidecar.volumeMounts ?? []).filter((m) => fleet.volumes.get(m.name)?.secret);
+    expect(mounts.map((m) => fleet.volumes.get(m.name)?.secret?.secretName)).toContain('token-cache');
+    for (const app of fleet.appContainers) {
+      expect((app.env ?? []).filter((e) => e.valueFrom?.secretKeyRef)).toEqual([]);
+    }
   });
 });
 

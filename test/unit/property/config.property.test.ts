@@ -33,6 +33,7 @@ const TOP_KEYS = [
   'shutdown_timeout',
   'credentials',
   'routes',
+  'shared_cache',
 ];
 const ROUTE_KEYS = [
   'name',
