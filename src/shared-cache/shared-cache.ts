@@ -84,8 +84,9 @@ export class SharedCache {
     accessToken: string,
     request?: ReadonlyMap<string, string>,
   ): void {
-    const [id] = this.#ids(credential, scope, request);
-    this.#store.invalidate(id!, accessToken).catch(() => {});
+    // Under every key: during a rotation the refused token may sit in an entry named by the old one.
+    for (const id of this.#ids(credential, scope, request))
+      this.#store.invalidate(id, accessToken).catch(() => {});
   }
 
   close(): Promise<void> {
