@@ -47,6 +47,9 @@ export class RedisStore implements SharedStore {
   readonly #events: SharedStoreEvents;
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #onUp = new Set<() => void>();
+  /** Resolves once the subscriptions connection is first open (waiting needs it). */
+  readonly #listening: Promise<void>;
+  #markListening: () => void = () => {};
   #closed = false;
 
   constructor(config: SharedCacheConfig, sealer: Sealer, events: SharedStoreEvents = {}) {
@@ -59,24 +62,32 @@ export class RedisStore implements SharedStore {
     this.#watch(this.#client, true, config.cluster);
     this.#watch(this.#subscriber, false, config.cluster);
     this.#connect(this.#client);
-    this.#connect(this.#subscriber);
+    this.#listening = new Promise((resolve) => {
+      this.#markListening = resolve;
+    });
+    this.#connect(this.#subscriber, async () => this.#markListening());
   }
 
   get state(): SharedCacheState {
     return this.#state;
   }
 
+  /** Both connections: commands, and subscriptions (without it a waiting replica would go alone). */
   ready(timeoutMs: number): Promise<void> {
-    if (this.#state === 'up' || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#onUp.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      this.#onUp.add(done);
+    if (this.#closed) return Promise.resolve();
+    const up =
+      this.#state === 'up'
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            this.#onUp.add(resolve);
+          });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
     });
+    return Promise.race([Promise.all([up, this.#listening]).then(() => {}), late]).finally(() =>
+      clearTimeout(timer),
+    );
   }
 
   async read(id: string): Promise<Token | undefined> {
@@ -207,6 +218,7 @@ export class RedisStore implements SharedStore {
     this.#closed = true;
     for (const set of this.#waiters.values()) for (const hear of [...set]) hear();
     for (const done of [...this.#onUp]) done();
+    this.#markListening();
     await Promise.all(
       [this.#client, this.#subscriber].map((c) => (c.isOpen ? c.close().catch(() => {}) : undefined)),
     );
@@ -301,7 +313,10 @@ export class RedisStore implements SharedStore {
     if (this.#state === state || this.#closed) return;
     this.#state = state;
     this.#events.stateChanged?.(state, reason);
-    if (state === 'up') for (const done of [...this.#onUp]) done();
+    if (state === 'up') {
+      for (const done of [...this.#onUp]) done();
+      this.#onUp.clear();
+    }
     // No word will come from a store that is gone: waiters look again now, and go on alone.
     if (state === 'down') for (const set of this.#waiters.values()) for (const hear of [...set]) hear();
   }

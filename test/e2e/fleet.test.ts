@@ -1,6 +1,7 @@
 // Issue 11: one token per credential for the whole fleet. Five real `token-injector run` processes
-// share one real redis-server; the token endpoint (the fake, for 3-second tokens on demand) counts
-// what the fleet asks for, and the upstream records which replica sent which token.
+// share one real redis-server; the token endpoints (fakes, for 4-second tokens on demand) count
+// what the fleet asks for, and the upstream records which replica sent which token. Two
+// credentials: `burst` (5-minute tokens) for the cold burst, `orders` (4 s tokens) for lifetimes.
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nextArrival } from '../support/arrivals.js';
@@ -10,34 +11,35 @@ import { type FaultUpstream, startFaultUpstream } from '../support/fault-upstrea
 import {
   arrivalTimes,
   CACHE_KEY_ENV,
+  clientsOn,
   metric,
   newCacheKey,
   sharedCacheSection,
   startFleet,
   steadyTraffic,
-  subscribersOn,
+  troubles,
   within,
 } from '../support/fleet.js';
 import { watchSecret } from '../support/leak-watch.js';
 import { type RedisServer, startRedis, stopAllRedis } from '../support/redis.js';
 
-const HOST = 'orders.test';
 const REPLICAS = 5;
 const SECRET_ENV = 'TI_FLEET_CLIENT_SECRET';
 const SECRET = 'fleet-client-secret-5b0e7d21';
 /** Token lifetime (expires_in) and what the replicas make of it. */
-const LIFETIME_MS = 3_000;
-/** 3 s tokens keep a 1 s safety margin (MIN_SAFETY_MS): usable for 2 s. */
-const USABLE_MS = 2_000;
-/** Early enough that a replica stalled by a loaded machine still refreshes well ahead (0.8 s). */
-const REFRESH_AHEAD = 0.6;
+const LIFETIME_MS = 4_000;
+/** 4 s tokens keep a 1 s safety margin (MIN_SAFETY_MS): usable for 3 s. */
+const USABLE_MS = 3_000;
+/** Early enough that a replica stalled by a loaded machine still refreshes well ahead (1.5 s). */
+const REFRESH_AHEAD = 0.5;
 /** The jitter subtracted from refresh_ahead (token-source.ts JITTER), so replicas spread out. */
 const JITTER = 0.05;
-/** The earliest refresh point of a token, after its issue: (0.6 − 0.05) × 2 s = 1.1 s. */
+/** The earliest refresh point of a token, after its issue: (0.5 − 0.05) × 3 s = 1.35 s. */
 const EARLIEST_REFRESH_MS = (REFRESH_AHEAD - JITTER) * USABLE_MS;
 
 let redis: RedisServer;
 let fake: FakeTokenEndpoint;
+let burstFake: FakeTokenEndpoint;
 let tokenTimes: number[];
 let up: FaultUpstream;
 let fleet: RunningCli[];
@@ -49,6 +51,7 @@ beforeAll(async () => {
   redis = await startRedis();
   fake = await startFakeTokenEndpoint({ kind: 'token', expiresIn: LIFETIME_MS / 1000 });
   tokenTimes = arrivalTimes(fake.requests);
+  burstFake = await startFakeTokenEndpoint();
   up = await startFaultUpstream({ kind: 'echo' });
   ({ dir, remove: removeDir } = tempDir('token-injector-fleet-'));
   watchSecret(SECRET);
@@ -58,6 +61,12 @@ beforeAll(async () => {
     log: { level: 'info' },
     shared_cache: sharedCacheSection(redis.url),
     credentials: {
+      burst: {
+        token_endpoint: burstFake.url,
+        grant_type: 'client_credentials',
+        client_id: 'fleet-burst-client',
+        client_secret: `\${env:${SECRET_ENV}}`,
+      },
       orders: {
         token_endpoint: fake.url,
         grant_type: 'client_credentials',
@@ -66,77 +75,110 @@ beforeAll(async () => {
         refresh_ahead: REFRESH_AHEAD,
       },
     },
-    routes: [{ name: 'orders', match: { host: HOST }, upstream: up.url, credential: 'orders' }],
+    routes: ['burst', 'orders'].map((name) => ({
+      name,
+      match: { host: `${name}.test` },
+      upstream: up.url,
+      credential: name,
+    })),
   });
   fleet = await startFleet(REPLICAS, path, {
     env: { [SECRET_ENV]: SECRET, [CACHE_KEY_ENV]: newCacheKey() },
-    subscribers: () => subscribersOn(redis.cli.bind(redis)),
+    connected: async () => (await clientsOn(redis.cli.bind(redis))) >= 2 * REPLICAS,
   });
 }, 60_000);
 
 afterAll(async () => {
   await killAllCli();
-  for (const token of fake?.issuedTokens ?? []) watchSecret(token);
+  for (const token of [...(fake?.issuedTokens ?? []), ...(burstFake?.issuedTokens ?? [])]) watchSecret(token);
   await client.close();
   await up?.close();
   await fake?.close();
+  await burstFake?.close();
   await stopAllRedis();
   removeDir?.();
 });
 
 async function get(replica: number): Promise<number> {
-  const res = await request(`${fleet[replica]!.proxyUrl}/v1/orders`, {
-    headers: { host: HOST, 'x-replica': String(replica) },
+  const res = await request(`${fleet[replica]!.proxyUrl}/v1/burst`, {
+    headers: { host: 'burst.test', 'x-replica': String(replica) },
     dispatcher: client,
   });
   await res.body.dump();
   return res.statusCode;
 }
 
-function misses(replica: number): Promise<number> {
-  return metric(fleet[replica]!.adminUrl, 'token_injector_token_cache_misses_total', '{credential="orders"}');
+function misses(replica: RunningCli): Promise<number> {
+  return metric(replica.adminUrl, 'token_injector_token_cache_misses_total', '{credential="orders"}');
+}
+
+/** The Authorization header of every upstream request, with the replicas that sent it. */
+function senders(path: string): Map<string, Set<unknown>> {
+  const out = new Map<string, Set<unknown>>();
+  for (const r of up.requests.filter((r) => r.path === path)) {
+    const token = r.authorization ?? '';
+    out.set(token, (out.get(token) ?? new Set()).add(r.headers['x-replica']));
+  }
+  return out;
 }
 
 describe('5 replicas sharing one Redis', () => {
-  it('a cold burst of 500 requests over all replicas makes 1 token request; over 3 lifetimes of steady traffic, 1 per refresh cycle for the whole fleet, and no request waits for one', async () => {
-    // --- The cold burst: 100 concurrent requests on each replica, none of which has a token.
+  it('a cold burst of 500 requests spread over all replicas makes exactly 1 token request', async () => {
+    // 100 concurrent requests on each replica, none of which has a token.
     const statuses = await Promise.all(Array.from({ length: 500 }, (_, i) => get(i % REPLICAS)));
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
-    expect(fake.requests).toHaveLength(1);
-    expect(new Set(up.requests.map((r) => r.authorization))).toEqual(
-      new Set([`Bearer ${fake.issuedTokens[0]}`]),
+    expect(burstFake.requests).toHaveLength(1);
+    const sent = senders('/v1/burst');
+    expect([...sent.keys()]).toEqual([`Bearer ${burstFake.issuedTokens[0]}`]);
+    expect(sent.get(`Bearer ${burstFake.issuedTokens[0]}`)?.size).toBe(REPLICAS);
+    // Four replicas took it from Redis.
+    const avoided = await Promise.all(
+      fleet.map((r) =>
+        metric(r.adminUrl, 'token_injector_shared_cache_fetches_avoided_total', '{credential="burst"}'),
+      ),
     );
-    const coldMisses = await Promise.all(fleet.map((_, i) => misses(i)));
-    // Every replica's cold requests waited (for the fleet's one token); none waits from now on.
-    for (const m of coldMisses) expect(m).toBeGreaterThanOrEqual(1);
+    expect(avoided.filter((n) => n >= 1)).toHaveLength(REPLICAS - 1);
+  }, 30_000);
 
-    // --- Steady traffic until every replica has sent the 10th token: 9 refresh cycles of 1.1 to
-    // 1.2 s each, more than 3 token lifetimes (9 s).
-    const TOKENS = 10;
-    const seen = new Map<string, Set<string>>();
-    const allOnLast = nextArrival(up.requests, (r) => {
-      const token = r.authorization ?? '';
-      const replicas = seen.get(token) ?? new Set<string>();
-      replicas.add(String(r.headers['x-replica']));
-      seen.set(token, replicas);
-      return (
-        fake.issuedTokens.length >= TOKENS &&
-        token === `Bearer ${fake.issuedTokens[TOKENS - 1]}` &&
-        replicas.size === REPLICAS
-      );
+  it('over 3 token lifetimes of steady traffic, 1 token request per refresh cycle for the whole fleet, and no request waits for one', async () => {
+    // Steady traffic from the cold start until every replica has sent the 11th token: 10 refresh
+    // cycles of 1.35 to 1.5 s each, more than 3 token lifetimes (12 s).
+    const TOKENS = 11;
+    const onFirst = new Set<string>();
+    const allOnFirst = nextArrival(up.requests, (r) => {
+      if (r.path !== '/v1/orders' || r.authorization !== `Bearer ${fake.issuedTokens[0]}`) return false;
+      return onFirst.add(String(r.headers['x-replica'])).size === REPLICAS;
     });
-    const traffic = steadyTraffic(fleet, { host: HOST, intervalMs: 50, dispatcher: client });
+    const onLast = new Set<string>();
+    /** Token requests at the moment the last replica sent the last token (a later refresh may follow). */
+    let tokenRequests = 0;
+    const allOnLast = nextArrival(up.requests, (r) => {
+      if (fake.issuedTokens.length < TOKENS || r.authorization !== `Bearer ${fake.issuedTokens[TOKENS - 1]}`)
+        return false;
+      tokenRequests = fake.requests.length;
+      return onLast.add(String(r.headers['x-replica'])).size === REPLICAS;
+    });
+    const traffic = steadyTraffic(fleet, { host: 'orders.test', intervalMs: 50, dispatcher: client });
+    let coldMisses: number[] = [];
     try {
+      await within(allOnFirst, 15_000, 'every replica on the first token');
+      // Each replica's first request waited for the fleet's one token; none waits from now on.
+      coldMisses = await Promise.all(fleet.map(misses));
+      for (const m of coldMisses) expect(m).toBeGreaterThanOrEqual(1);
       await within(allOnLast, 30_000, `every replica on token #${TOKENS}`);
     } finally {
       await traffic.stop();
     }
 
-    expect(traffic.answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(
+      traffic.answers.filter((a) => a.status !== 200),
+      troubles(fleet),
+    ).toEqual([]);
     // One token request per refresh cycle for the whole fleet: had two replicas asked in one cycle,
     // their requests would be milliseconds apart, not a refresh interval.
-    expect(fake.requests).toHaveLength(TOKENS);
-    const gaps = tokenTimes.slice(1).map((t, i) => t - tokenTimes[i]!);
+    expect(tokenRequests).toBe(TOKENS);
+    const times = tokenTimes.slice(0, TOKENS);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
     for (const gap of gaps) {
       // Not before the earliest refresh point, counted from when the previous request was sent
       // (issuedAt), which is up to its transit time before it arrived: 250 ms is ample for that, and
@@ -145,14 +187,15 @@ describe('5 replicas sharing one Redis', () => {
       // And before the token's usable end: refreshed ahead, not on demand.
       expect(gap).toBeLessThan(USABLE_MS);
     }
-    expect(tokenTimes[TOKENS - 1]! - tokenTimes[0]!).toBeGreaterThan(3 * LIFETIME_MS);
-    // Each token was adopted by every replica (none made its own).
-    for (const token of fake.issuedTokens) {
-      expect(seen.get(`Bearer ${token}`)?.size ?? 0, `replicas that sent ${token.slice(0, 8)}…`).toBe(
+    expect(times[TOKENS - 1]! - times[0]!).toBeGreaterThan(3 * LIFETIME_MS);
+    // Each token was used by every replica: none made its own.
+    const sent = senders('/v1/orders');
+    for (const token of fake.issuedTokens.slice(0, TOKENS)) {
+      expect(sent.get(`Bearer ${token}`)?.size ?? 0, `replicas that sent ${token.slice(0, 8)}…`).toBe(
         REPLICAS,
       );
     }
     // No request waited for a refresh: no replica counted a cache miss after the cold start.
-    expect(await Promise.all(fleet.map((_, i) => misses(i)))).toEqual(coldMisses);
+    expect(await Promise.all(fleet.map(misses))).toEqual(coldMisses);
   }, 90_000);
 });

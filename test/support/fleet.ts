@@ -11,8 +11,6 @@ import { type RunningCli, type SpawnOptions, startRun } from './cli-process.js';
 
 /** The environment variable the fleet configurations read their cache key from. */
 export const CACHE_KEY_ENV = 'TI_FLEET_CACHE_KEY';
-/** The pub/sub channel of the default key prefix: one subscriber per replica. */
-export const EVENTS_CHANNEL = 'token-injector:events';
 
 /** A fresh 32-byte key, base64, as `openssl rand -base64 32` makes one. */
 export function newCacheKey(): string {
@@ -58,15 +56,15 @@ export async function eventually(check: () => Promise<boolean>, ms: number, what
 }
 
 /**
- * `n` replicas of `run --config configPath`, started side by side. Resolves once each is ready,
- * connected to the shared cache (its `shared_cache_up` log line) and subscribed to the fleet's
- * notifications (`subscribers()` reaches `n`): a replica that started a moment earlier must not
- * miss the word of another's token.
+ * `n` replicas of `run --config configPath`, started side by side. Resolves once each is ready and
+ * connected to the shared cache (its `shared_cache_up` log line), and `connected()` (e.g. a
+ * {@link clientsOn} count: each replica opens a command and a pub/sub connection) says every
+ * connection is open, so no replica of the fleet is still on its own when a test begins.
  */
 export async function startFleet(
   n: number,
   configPath: string,
-  opts: SpawnOptions & { subscribers: () => Promise<number> },
+  opts: SpawnOptions & { connected: () => Promise<boolean> },
 ): Promise<RunningCli[]> {
   const fleet = await Promise.all(Array.from({ length: n }, () => startRun(configPath, opts)));
   await Promise.all(
@@ -74,14 +72,14 @@ export async function startFleet(
       within(r.proc.waitForEvent('shared_cache_up'), 15_000, `replica ${i} shared_cache_up`),
     ),
   );
-  await eventually(async () => (await opts.subscribers()) >= n, 10_000, `${n} subscribers`);
+  await eventually(opts.connected, 10_000, 'every replica connected to Redis');
   return fleet;
 }
 
-/** The subscriber count of the fleet's channel on one server (`PUBSUB NUMSUB`). */
-export async function subscribersOn(cli: (...args: string[]) => Promise<string>): Promise<number> {
-  const out = (await cli('PUBSUB', 'NUMSUB', EVENTS_CHANNEL)).trim().split('\n');
-  return Number(out[1] ?? 0);
+/** Connections a server has open, besides the redis-cli asking (`INFO clients`). */
+export async function clientsOn(cli: (...args: string[]) => Promise<string>): Promise<number> {
+  const info = await cli('INFO', 'clients');
+  return Number(/^connected_clients:(\d+)/m.exec(info)?.[1] ?? 0) - 1;
 }
 
 /** A sample's value in a replica's /metrics (0 when absent), e.g. ('token_injector_up', '{credential="a"}'). */
@@ -147,4 +145,15 @@ export function arrivalTimes<T>(array: T[]): number[] {
     return push(...items);
   };
   return times;
+}
+
+/** Every warning and error the replicas logged, one line each: what a failed assertion should show. */
+export function troubles(fleet: readonly RunningCli[]): string {
+  return fleet
+    .flatMap((r, i) =>
+      r.proc.logs
+        .filter((l) => typeof l['level'] === 'number' && (l['level'] as number) >= 40)
+        .map((l) => `replica ${i}: ${JSON.stringify(l)}`),
+    )
+    .join('\n');
 }
