@@ -4,14 +4,19 @@
  *
  * Layout on a 2-core machine (the baseline methodology):
  *   core 0: wrk (one thread), the upstream nginx (one worker), this orchestrator and the token
- *           endpoint (idle while measuring).
- *   core 1: the proxy under test alone: token-injector (node) or the nginx proxy (one worker).
+ *           endpoint (idle while measuring), redis-server for shared_cache (idle while measuring).
+ *   core 1: the proxy under test alone: token-injector (node), token-injector-shared (the same
+ *           with shared_cache) or the nginx proxy (one worker).
  * The upstream shares core 0 with wrk on purpose: core 1 must hold nothing but the proxy, so its
  * CPU time per request is its own and its core is the one that saturates. A `return 200` from
  * nginx costs a few µs of CPU, far less than token-injector, so the upstream never limits it; the
  * "direct" row (wrk -> upstream, both on core 0) shows core 0's ceiling. The nginx proxy is fast
  * enough that core 0 and the round trip between the cores may bound its req/s (its "CPU cores"
  * then stays below 1); its CPU µs/req still holds.
+ *
+ * After the targets, the fleet phase (issue 11) starts N replicas of token-injector on both cores,
+ * with and without shared_cache, sends each light steady traffic for 3 token lifetimes and counts
+ * the token requests of the whole fleet.
  *
  * Every run is bounded: each wrk is killed after its duration + 15 s, the whole bench by a
  * watchdog, and every child process is stopped on exit, error, SIGINT and SIGTERM.
@@ -62,13 +67,43 @@ const BODY = '0123456789'.repeat(10);
 const PROXY_CORE = '1';
 const LOAD_CORE = '0';
 
-type TargetName = 'direct' | 'token-injector' | 'nginx' | 'node-minimal';
-const ALL_TARGETS: readonly TargetName[] = ['direct', 'token-injector', 'nginx', 'node-minimal'];
+type TargetName = 'direct' | 'token-injector' | 'token-injector-shared' | 'nginx' | 'node-minimal';
+const ALL_TARGETS: readonly TargetName[] = [
+  'direct',
+  'token-injector',
+  'token-injector-shared',
+  'nginx',
+  'node-minimal',
+];
 /**
- * Which targets run. node-minimal (opt-in) is the floor for any Node proxy on this machine:
- * node:http + an undici Pool injecting the header, without routing, metrics or logging.
+ * Which targets run. token-injector-shared is token-injector with `shared_cache` on a Redis the
+ * bench starts: its hot path must cost what token-injector's does (issue 11). node-minimal
+ * (opt-in) is the floor for any Node proxy on this machine: node:http + an undici Pool injecting
+ * the header, without routing, metrics or logging.
  */
-const TARGETS = envTargets('BENCH_TARGETS', ['direct', 'token-injector', 'nginx']);
+const TARGETS = envTargets('BENCH_TARGETS', ['direct', 'token-injector', 'token-injector-shared', 'nginx']);
+
+/**
+ * The fleet phase: replica counts, each run twice (with and without `shared_cache`); empty when
+ * BENCH_FLEET=off. It counts token requests per token lifetime for the whole fleet.
+ */
+const FLEET = envFleet('BENCH_FLEET', [1, 4, 16]);
+/** expires_in of the fleet's tokens, in seconds; short, so that 3 lifetimes pass quickly. */
+const FLEET_LIFETIME_S = envInt('BENCH_FLEET_TOKEN_LIFETIME', 5, 3, 120);
+/** Token lifetimes of steady traffic per fleet run. */
+const FLEET_LIFETIMES = 3;
+/** Pause between two requests to one replica: light, steady traffic, as apps calling sidecars. */
+const FLEET_INTERVAL_MS = 50;
+/** The fleet's refresh_ahead, written into its configuration so the bound below holds. */
+const FLEET_REFRESH_AHEAD = 0.8;
+/** Most replicas running at once; fleet runs are packed into waves of at most this many. */
+const FLEET_MAX_PROCESSES = 16;
+/** Secrets reach token-injector through the environment, as from a Secret, never inline. */
+const CLIENT_SECRET_ENV = 'BENCH_CLIENT_SECRET';
+const CACHE_KEY_ENV = 'BENCH_SHARED_CACHE_KEY';
+const CACHE_KEY = randomBytes(32).toString('base64');
+/** Fleet tokens are unique (`<prefix>-<n>`): replicas adopt a shared token only if it is a new one. */
+const FLEET_TOKEN_PREFIX = `bench-fleet-${randomBytes(6).toString('hex')}`;
 
 function envInt(name: string, def: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -87,6 +122,14 @@ function envList(name: string, def: number[]): number[] {
   if (list.some((n) => !Number.isInteger(n) || n < 1 || n > 1024)) {
     throw new Error(`${name} must be a comma-separated list of integers in [1, 1024], got "${raw}"`);
   }
+  return list;
+}
+
+function envFleet(name: string, def: number[]): number[] {
+  const raw = process.env[name];
+  if (raw === 'off' || raw === '0') return [];
+  const list = envList(name, def);
+  if (list.some((n) => n > 64)) throw new Error(`${name}: at most 64 replicas per run, got "${raw}"`);
   return list;
 }
 
@@ -230,8 +273,8 @@ async function selfAndReapedTicks(): Promise<number> {
   return Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]);
 }
 
-/** The upstream's processes, set once it runs; their CPU time is accounted to the load core. */
-let upstreamPids: () => number[] = () => [];
+/** The upstream's and Redis's processes, set once they run; their CPU time is accounted to the load core. */
+let loadCorePids: () => number[] = () => [];
 
 async function sampleCpu(pids: readonly number[]): Promise<ProcSample> {
   let user = 0;
@@ -314,15 +357,25 @@ function childPids(parent: number): number[] {
 // ---------------------------------------------------------------------------------------------
 // Network helpers (127.0.0.1 only)
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
+/** Ports handed out so far: a port closed after probing may come back, but must not go to two processes. */
+const handedOut = new Set<number>();
+
+async function freePort(): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer();
+      srv.once('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const { port } = srv.address() as net.AddressInfo;
+        srv.close(() => resolve(port));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port on 127.0.0.1 that the bench has not handed out already');
 }
 
 function canConnect(port: number): Promise<boolean> {
@@ -343,10 +396,15 @@ interface HttpResult {
   body: string;
 }
 
-function httpGet(port: number, urlPath: string, headers: Record<string, string>): Promise<HttpResult> {
+function httpGet(
+  port: number,
+  urlPath: string,
+  headers: Record<string, string>,
+  agent: http.Agent | false = false,
+): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, path: urlPath, method: 'GET', headers, agent: false, timeout: 5_000 },
+      { host: '127.0.0.1', port, path: urlPath, method: 'GET', headers, agent, timeout: 5_000 },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -383,44 +441,57 @@ function sleep(ms: number): Promise<void> {
 interface Tools {
   wrk: string;
   nginx: string | undefined;
+  /** redis-server, when a part of the bench needs it (token-injector-shared, the fleet phase). */
+  redis: string | undefined;
   pin: boolean;
   notes: string[];
+}
+
+/** Whether any part of this run needs a Redis: the shared_cache target or the fleet phase. */
+function needsRedis(): boolean {
+  return TARGETS.includes('token-injector-shared') || FLEET.length > 0;
 }
 
 async function ensureTools(): Promise<Tools> {
   const notes: string[] = [];
   let wrk = await which('wrk');
   let nginx = await which('nginx');
-  if (!wrk || !nginx) {
-    const missing = [!nginx && 'nginx-light', !wrk && 'wrk'].filter(Boolean).join(' ');
+  let redis = needsRedis() ? await which('redis-server') : undefined;
+  const missing = [!nginx && 'nginx-light', !wrk && 'wrk', needsRedis() && !redis && 'redis-server'].filter(
+    (p): p is string => typeof p === 'string',
+  );
+  if (missing.length) {
     if (process.getuid?.() === 0) {
-      log(`installing ${missing} with apt-get (missing)...`);
+      log(`installing ${missing.join(' ')} with apt-get (missing)...`);
       const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
       const upd = await run('apt-get', ['update'], 300_000, env);
       const inst =
         upd.code === 0
-          ? await run(
-              'apt-get',
-              ['install', '-y', '--no-install-recommends', 'nginx-light', 'wrk'],
-              300_000,
-              env,
-            )
+          ? await run('apt-get', ['install', '-y', '--no-install-recommends', ...missing], 300_000, env)
           : upd;
       if (inst.code !== 0) {
         const tail = (inst.stderr || inst.stdout).trim().split('\n').slice(-5).join('\n  ');
-        notes.push(`apt-get install nginx-light wrk failed (exit ${inst.code}):\n  ${tail}`);
+        notes.push(`apt-get install ${missing.join(' ')} failed (exit ${inst.code}):\n  ${tail}`);
       }
     } else {
-      notes.push(`${missing} missing and not root: run 'sudo apt-get install -y nginx-light wrk'`);
+      notes.push(
+        `${missing.join(' ')} missing and not root: run 'sudo apt-get install -y ${missing.join(' ')}'`,
+      );
     }
     wrk = await which('wrk');
     nginx = await which('nginx');
+    if (needsRedis()) redis = await which('redis-server');
   }
   if (!wrk) {
     for (const n of notes) log(n);
     throw new Error("wrk is missing and could not be installed; install it with 'apt-get install -y wrk'");
   }
   if (!nginx) notes.push('nginx is missing and could not be installed: the nginx column is skipped');
+  if (needsRedis() && !redis) {
+    notes.push(
+      'redis-server is missing and could not be installed: the token-injector-shared target and the fleet phase are skipped',
+    );
+  }
 
   let pin = false;
   if (!(await which('taskset'))) {
@@ -432,7 +503,7 @@ async function ensureTools(): Promise<Tools> {
     if (probe.code === 0) pin = true;
     else notes.push(`taskset -c ${LOAD_CORE},${PROXY_CORE} failed (${probe.stderr.trim()}): NOT pinned`);
   }
-  return { wrk, nginx, pin, notes };
+  return { wrk, nginx, redis, pin, notes };
 }
 
 function pinned(core: string, cmd: string, args: string[], pin: boolean): [string, string[]] {
@@ -507,17 +578,37 @@ async function startNginx(
   return child;
 }
 
-async function startTokenServer(): Promise<{ server: http.Server; port: number; count: () => number }> {
-  let count = 0;
+interface TokenServer {
+  server: http.Server;
+  port: number;
+  /** Token requests so far to one path: `/token`, `/token/shared`, or a fleet run's `/fleet/<run>`. */
+  count: (path: string) => number;
+}
+
+/**
+ * The token endpoint. `/token` and `/token/shared` (the targets) hand out the upstream's fixed token
+ * for an hour. `/fleet/<run>` hands out a new token each time (`<prefix>-<n>`), living
+ * FLEET_LIFETIME_S: a replica takes the fleet's token instead of fetching only if it is a newer one.
+ * Requests are counted by path, so each target and each fleet run has its own count.
+ */
+async function startTokenServer(): Promise<TokenServer> {
+  const counts = new Map<string, number>();
+  let issued = 0;
   const server = http.createServer((req, res) => {
     req.resume();
     req.on('end', () => {
-      count++;
+      const p = req.url ?? '';
+      counts.set(p, (counts.get(p) ?? 0) + 1);
       if (req.method !== 'POST') {
         res.writeHead(405).end();
         return;
       }
-      const body = JSON.stringify({ access_token: TOKEN, token_type: 'Bearer', expires_in: 3600 });
+      const fleet = p.startsWith('/fleet/');
+      const body = JSON.stringify({
+        access_token: fleet ? `${FLEET_TOKEN_PREFIX}-${++issued}` : TOKEN,
+        token_type: 'Bearer',
+        expires_in: fleet ? FLEET_LIFETIME_S : 3600,
+      });
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
     });
   });
@@ -525,7 +616,11 @@ async function startTokenServer(): Promise<{ server: http.Server; port: number; 
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
   });
-  return { server, port: (server.address() as net.AddressInfo).port, count: () => count };
+  return {
+    server,
+    port: (server.address() as net.AddressInfo).port,
+    count: (p) => counts.get(p) ?? 0,
+  };
 }
 
 async function ensureBuilt(): Promise<void> {
@@ -550,12 +645,39 @@ async function ensureBuilt(): Promise<void> {
   }
 }
 
-async function startInjector(
+interface InjectorOptions {
+  /** Its path on the bench's token endpoint, so that its token requests are counted apart. */
+  tokenPath: string;
+  /** A `shared_cache` section to add (url and key prefix), or none. */
+  sharedCache?: { url: string; keyPrefix?: string };
+  /** More keys of the credential (the fleet's refresh_ahead). */
+  credential?: Record<string, unknown>;
+  /** The cores it may run on, as for taskset -c. */
+  core: string;
+  nodeArgs: readonly string[];
+}
+
+interface Injector {
+  child: ChildProcess;
+  port: number;
+  adminPort: number;
+  logFile: string;
+  shared: boolean;
+}
+
+/**
+ * Writes the configuration and starts `node dist/cli/main.js run`, without waiting for it. The
+ * configuration is what a user would run: one client_credentials credential with prefetch, one
+ * route, logging at LOG_LEVEL, the admin listener; plus `shared_cache` if asked for. The client
+ * secret and the cache key reach it through the environment, as a deployment would pass a Secret.
+ */
+async function spawnInjector(
   tools: Tools,
   dir: string,
   tokenPort: number,
   upstreamPort: number,
-): Promise<{ child: ChildProcess; port: number; adminPort: number; logFile: string }> {
+  opts: InjectorOptions,
+): Promise<Injector> {
   const port = await freePort();
   const adminPort = await freePort();
   const config = {
@@ -564,13 +686,23 @@ async function startInjector(
     log: { level: LOG_LEVEL },
     unmatched: 'deny',
     shutdown_timeout: '2s',
+    ...(opts.sharedCache
+      ? {
+          shared_cache: {
+            url: opts.sharedCache.url,
+            ...(opts.sharedCache.keyPrefix ? { key_prefix: opts.sharedCache.keyPrefix } : {}),
+            encryption_keys: [`\${env:${CACHE_KEY_ENV}}`],
+          },
+        }
+      : {}),
     credentials: {
       bench: {
-        token_endpoint: `http://127.0.0.1:${tokenPort}/token`,
+        token_endpoint: `http://127.0.0.1:${tokenPort}${opts.tokenPath}`,
         grant_type: 'client_credentials',
         client_id: 'bench-client',
-        client_secret: 'bench-secret',
+        client_secret: `\${env:${CLIENT_SECRET_ENV}}`,
         prefetch: true,
+        ...opts.credential,
       },
     },
     routes: [
@@ -590,21 +722,108 @@ async function startInjector(
   const out = openSync(logFile, 'a');
   const err = openSync(path.join(dir, 'stderr.log'), 'a');
   const [cmd, args] = pinned(
-    PROXY_CORE,
+    opts.core,
     process.execPath,
-    [...PROXY_NODE_ARGS, path.join(REPO, 'dist/cli/main.js'), 'run', '--config', configFile],
+    [...opts.nodeArgs, path.join(REPO, 'dist/cli/main.js'), 'run', '--config', configFile],
     tools.pin,
   );
-  const child = track(spawn(cmd, args, { cwd: REPO, stdio: ['ignore', out, err] }));
+  const env = {
+    ...process.env,
+    [CLIENT_SECRET_ENV]: 'bench-secret',
+    ...(opts.sharedCache ? { [CACHE_KEY_ENV]: CACHE_KEY } : {}),
+  };
+  const child = track(spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', out, err] }));
   closeSync(out);
   closeSync(err);
+  return { child, port, adminPort, logFile, shared: opts.sharedCache !== undefined };
+}
+
+/**
+ * Resolves once /readyz says ready (the prefetched token is there) and, with a shared cache, that
+ * it is connected: a replica that fetched alone because Redis was not up yet would skew the count.
+ */
+async function waitReady(injector: Injector, what: string, timeoutMs: number): Promise<void> {
   await waitFor(
-    'token-injector /readyz',
-    20_000,
-    async () => (await httpGet(adminPort, '/readyz', {})).status === 200,
-    child,
+    what,
+    timeoutMs,
+    async () => {
+      const r = await httpGet(injector.adminPort, '/readyz', {});
+      if (r.status !== 200) return false;
+      return !injector.shared || (JSON.parse(r.body) as { shared_cache?: string }).shared_cache === 'up';
+    },
+    injector.child,
   );
-  return { child, port, adminPort, logFile };
+}
+
+/** A target: token-injector on the proxy core, ready to serve. */
+async function startInjector(
+  tools: Tools,
+  dir: string,
+  tokenPort: number,
+  upstreamPort: number,
+  opts: Omit<InjectorOptions, 'core' | 'nodeArgs'>,
+): Promise<Injector> {
+  const injector = await spawnInjector(tools, dir, tokenPort, upstreamPort, {
+    ...opts,
+    core: PROXY_CORE,
+    nodeArgs: PROXY_NODE_ARGS,
+  });
+  await waitReady(injector, `${path.basename(dir)} /readyz`, 20_000);
+  return injector;
+}
+
+/**
+ * A redis-server on 127.0.0.1 for the shared cache: on the load core like the upstream, nothing
+ * persisted, its files in the work directory. Resolves once it answers PING.
+ */
+async function startRedis(tools: Tools, dir: string): Promise<{ child: ChildProcess; port: number }> {
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const [cmd, args] = pinned(
+    LOAD_CORE,
+    tools.redis!,
+    [
+      '--bind',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--daemonize',
+      'no',
+      '--dir',
+      dir,
+      '--logfile',
+      path.join(dir, 'redis.log'),
+      '--loglevel',
+      'warning',
+    ],
+    tools.pin,
+  );
+  const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }));
+  await waitFor('redis-server', 10_000, () => redisPing(port), child);
+  return { child, port };
+}
+
+/** Whether a Redis on 127.0.0.1:port answers an inline PING with +PONG. */
+function redisPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    let reply = '';
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(500, () => done(false));
+    sock.once('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d: Buffer) => {
+      reply += d.toString();
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
+    sock.once('error', () => done(false));
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -739,13 +958,13 @@ async function measure(
   const pids = target.cpuPids();
   const coreBefore = await sampleCore(PROXY_CORE);
   const loadBefore = await sampleCore(LOAD_CORE);
-  const oursOnLoadBefore = (await selfAndReapedTicks()) + (await sampleCpu(upstreamPids())).ticks;
+  const oursOnLoadBefore = (await selfAndReapedTicks()) + (await sampleCpu(loadCorePids())).ticks;
   const before = await sampleCpu(pids);
   const t0 = process.hrtime.bigint();
   const w = await runWrk(tools, script, target, connections, DURATION_S);
   const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
   const after = await sampleCpu(pids);
-  const oursOnLoadAfter = (await selfAndReapedTicks()) + (await sampleCpu(upstreamPids())).ticks;
+  const oursOnLoadAfter = (await selfAndReapedTicks()) + (await sampleCpu(loadCorePids())).ticks;
   const loadAfter = await sampleCore(LOAD_CORE);
   const coreAfter = await sampleCore(PROXY_CORE);
   const rssPid = target.rssPid();
@@ -912,6 +1131,287 @@ async function scanLog(file: string): Promise<LogScan> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The fleet phase (issue 11): token requests per token lifetime for N replicas of one credential
+
+interface FleetRun {
+  replicas: number;
+  shared: boolean;
+  /** Names its token endpoint path (`/fleet/<name>`) and, with shared_cache, its key prefix. */
+  name: string;
+}
+
+interface FleetResult {
+  replicas: number;
+  shared: boolean;
+  /** Seconds from starting the replicas until every one was ready. */
+  startS: number;
+  /** Token requests until every replica was ready (each prefetches). */
+  startTokenRequests: number;
+  /** Token requests during the steady traffic. */
+  tokenRequests: number;
+  /** Seconds of steady traffic (FLEET_LIFETIMES token lifetimes). */
+  windowS: number;
+  /** tokenRequests per token lifetime, for the whole fleet. */
+  perLifetime: number;
+  /** App requests sent, and their outcomes: "200", another status, "bad body" or "error". */
+  requests: number;
+  outcomes: Record<string, number>;
+  /** shared_cache commands that failed (error, timeout, invalid), summed over the replicas. */
+  cacheFailures: number;
+  /** Tokens the replicas took from the fleet instead of asking (fetches_avoided_total), summed. */
+  avoided: number;
+  /** Log lines at warn or above, summed, and a few of them. */
+  warnings: number;
+  logSamples: string[];
+  maxRssMiB: number;
+}
+
+/** The cores fleet replicas run on: both, so that 16 of them start quickly. */
+const FLEET_CORES = `${LOAD_CORE},${PROXY_CORE}`;
+
+/** The usable life of a fleet token: its lifetime less the safety margin (README, Behaviour). */
+function fleetUsableS(): number {
+  return FLEET_LIFETIME_S - Math.min(30, Math.max(1, FLEET_LIFETIME_S * 0.05), FLEET_LIFETIME_S / 2);
+}
+
+/**
+ * The shortest time between two refreshes of a token: each replica refreshes at refresh_ahead of
+ * the usable life, less a random part of up to 5% of it (README, Fleet), and never within 1 s.
+ */
+function fleetMinRefreshS(): number {
+  return Math.max(1, fleetUsableS() * (FLEET_REFRESH_AHEAD - 0.05));
+}
+
+/**
+ * The most token requests a window of windowS seconds can hold if the whole fleet makes one per
+ * refresh: one per shortest refresh interval, plus one for the phase.
+ */
+function fleetBound(windowS: number): number {
+  return Math.floor(windowS / fleetMinRefreshS()) + 1;
+}
+
+/** Each replica count with and without shared_cache, packed into waves of at most FLEET_MAX_PROCESSES. */
+function fleetWaves(): FleetRun[][] {
+  const waves: FleetRun[][] = [];
+  let wave: FleetRun[] = [];
+  let size = 0;
+  for (const replicas of FLEET) {
+    for (const shared of [true, false]) {
+      if (wave.length > 0 && size + replicas > FLEET_MAX_PROCESSES) {
+        waves.push(wave);
+        wave = [];
+        size = 0;
+      }
+      wave.push({ replicas, shared, name: `n${replicas}-${shared ? 'shared' : 'local'}` });
+      size += replicas;
+    }
+  }
+  if (wave.length > 0) waves.push(wave);
+  return waves;
+}
+
+/** Sums the samples of one metric in a /metrics text, optionally only those whose labels match. */
+function sumMetric(text: string, name: string, labels?: (l: string) => boolean): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (!labels || labels(line.slice(name.length, line.lastIndexOf(' '))))
+      sum += Number.isNaN(value) ? 0 : value;
+  }
+  return sum;
+}
+
+/**
+ * Light, steady traffic to one replica until the deadline: one request at a time over a kept-alive
+ * connection, FLEET_INTERVAL_MS apart. Each outcome is counted; a 200 must carry the 100-byte body.
+ */
+async function steadyTraffic(
+  port: number,
+  deadline: number,
+  outcomes: Record<string, number>,
+): Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  let sent = 0;
+  try {
+    while (Date.now() < deadline) {
+      let outcome: string;
+      try {
+        const r = await httpGet(port, '/fleet', { Host: HOST }, agent);
+        outcome = r.status !== 200 ? String(r.status) : r.body === BODY ? '200' : 'bad body';
+      } catch {
+        outcome = 'error';
+      }
+      outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+      sent++;
+      await sleep(FLEET_INTERVAL_MS);
+    }
+  } finally {
+    agent.destroy();
+  }
+  return sent;
+}
+
+/**
+ * One wave: starts every replica of its runs side by side, waits until all are ready, sends steady
+ * traffic to each for FLEET_LIFETIMES token lifetimes, counts each run's token requests, reads the
+ * replicas' metrics and stops them.
+ */
+async function fleetWave(
+  tools: Tools,
+  work: string,
+  token: TokenServer,
+  upstreamPort: number,
+  redisUrl: string,
+  wave: readonly FleetRun[],
+): Promise<FleetResult[]> {
+  const t0 = Date.now();
+  const replicas = await Promise.all(
+    wave.map((r) =>
+      Promise.all(
+        Array.from({ length: r.replicas }, (_, i) =>
+          spawnInjector(tools, path.join(work, 'fleet', r.name, String(i)), token.port, upstreamPort, {
+            tokenPath: `/fleet/${r.name}`,
+            ...(r.shared ? { sharedCache: { url: redisUrl, keyPrefix: `bench-${r.name}:` } } : {}),
+            credential: { refresh_ahead: FLEET_REFRESH_AHEAD },
+            core: FLEET_CORES,
+            nodeArgs: [],
+          }),
+        ),
+      ),
+    ),
+  );
+  const all = replicas.flat();
+  try {
+    await Promise.all(all.map((inj, i) => waitReady(inj, `fleet replica ${i} /readyz`, 60_000)));
+    const startS = (Date.now() - t0) / 1000;
+    const startCounts = wave.map((r) => token.count(`/fleet/${r.name}`));
+
+    const outcomes = wave.map(() => ({}) as Record<string, number>);
+    const windowStart = Date.now();
+    const deadline = windowStart + FLEET_LIFETIMES * FLEET_LIFETIME_S * 1000;
+    const sent = await Promise.all(
+      wave.map(async (_, w) => {
+        const counts = await Promise.all(
+          replicas[w]!.map((inj) => steadyTraffic(inj.port, deadline, outcomes[w]!)),
+        );
+        return counts.reduce((a, b) => a + b, 0);
+      }),
+    );
+    const windowS = (Date.now() - windowStart) / 1000;
+    const endCounts = wave.map((r) => token.count(`/fleet/${r.name}`));
+
+    const results: FleetResult[] = [];
+    for (const [w, r] of wave.entries()) {
+      let cacheFailures = 0;
+      let avoided = 0;
+      let maxRssMiB = 0;
+      for (const inj of replicas[w]!) {
+        const metrics = (await httpGet(inj.adminPort, '/metrics', {})).body;
+        cacheFailures += sumMetric(
+          metrics,
+          'token_injector_shared_cache_operations_total',
+          (l) => !l.includes('result="ok"'),
+        );
+        avoided += sumMetric(metrics, 'token_injector_shared_cache_fetches_avoided_total');
+        maxRssMiB = Math.max(maxRssMiB, (await rssBytes(inj.child.pid!)) / 2 ** 20);
+      }
+      const tokenRequests = endCounts[w]! - startCounts[w]!;
+      results.push({
+        replicas: r.replicas,
+        shared: r.shared,
+        startS,
+        startTokenRequests: startCounts[w]!,
+        tokenRequests,
+        windowS,
+        perLifetime: (tokenRequests * FLEET_LIFETIME_S) / windowS,
+        requests: sent[w]!,
+        outcomes: outcomes[w]!,
+        cacheFailures,
+        avoided,
+        warnings: 0,
+        logSamples: [],
+        maxRssMiB,
+      });
+    }
+    await Promise.all(all.map((inj) => stopChild(inj.child)));
+    for (const [w, result] of results.entries()) {
+      for (const inj of replicas[w]!) {
+        const scan = await scanLog(inj.logFile);
+        result.warnings +=
+          (scan.byLevel['warn'] ?? 0) + (scan.byLevel['error'] ?? 0) + (scan.byLevel['fatal'] ?? 0);
+        for (const line of scan.samples) if (result.logSamples.length < 3) result.logSamples.push(line);
+      }
+    }
+    return results;
+  } finally {
+    await Promise.all(all.map((inj) => stopChild(inj.child)));
+  }
+}
+
+async function runFleet(
+  tools: Tools,
+  work: string,
+  token: TokenServer,
+  upstreamPort: number,
+  redisUrl: string,
+): Promise<FleetResult[]> {
+  const results: FleetResult[] = [];
+  // No wait for an idle machine here: token requests are counted, not timed.
+  for (const wave of fleetWaves()) {
+    log(
+      `fleet: ${wave.map((r) => `${r.replicas} replica(s) ${r.shared ? 'with' : 'without'} shared_cache`).join(', ')}...`,
+    );
+    for (const r of await fleetWave(tools, work, token, upstreamPort, redisUrl, wave)) {
+      results.push(r);
+      log(
+        `fleet ${r.replicas} ${r.shared ? 'shared' : 'local'}: ready in ${r.startS.toFixed(1)} s, ` +
+          `${r.startTokenRequests} token request(s) at start, ${r.tokenRequests} in ${r.windowS.toFixed(1)} s ` +
+          `(${r.perLifetime.toFixed(2)} per lifetime), ${r.requests} app requests ${JSON.stringify(r.outcomes)}`,
+      );
+    }
+  }
+  return results;
+}
+
+function fleetTable(results: readonly FleetResult[]): string {
+  const rows: string[][] = [
+    [
+      'replicas',
+      'shared_cache',
+      'token req. at start',
+      'token req. in window',
+      'per lifetime',
+      'per replica',
+      'app requests',
+      'not 200',
+      'adopted',
+      'cache errors',
+      'max RSS MiB',
+    ],
+  ];
+  for (const r of results) {
+    const not200 = Object.entries(r.outcomes)
+      .filter(([k]) => k !== '200')
+      .reduce((a, [, n]) => a + n, 0);
+    rows.push([
+      String(r.replicas),
+      r.shared ? 'on' : 'off',
+      String(r.startTokenRequests),
+      String(r.tokenRequests),
+      r.perLifetime.toFixed(2),
+      (r.perLifetime / r.replicas).toFixed(2),
+      String(r.requests),
+      String(not200),
+      r.shared ? String(r.avoided) : 'n/a',
+      r.shared ? String(r.cacheFailures) : 'n/a',
+      r.maxRssMiB.toFixed(0),
+    ]);
+  }
+  return table(rows);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Main
 
 async function main(): Promise<number> {
@@ -925,8 +1425,9 @@ async function main(): Promise<number> {
 
   // Everything after the tools are in place is bounded by one watchdog.
   const targetsCount = TARGETS.length;
+  const fleetS = tools.redis ? fleetWaves().length * (75 + FLEET_LIFETIMES * FLEET_LIFETIME_S) : 0;
   const budgetS =
-    ROUNDS * CONNECTIONS.length * targetsCount * (WARMUP_S + DURATION_S + QUIET_WAIT_S + 5) + 90;
+    ROUNDS * CONNECTIONS.length * targetsCount * (WARMUP_S + DURATION_S + QUIET_WAIT_S + 5) + fleetS + 90;
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench: watchdog: not done within ${budgetS} s, giving up\n`);
     void stopAll().finally(() => process.exit(1));
@@ -954,18 +1455,39 @@ async function main(): Promise<number> {
         false,
         upstreamPort,
       );
-      upstreamPids = () => [up.pid!, ...childPids(up.pid!)];
+      loadCorePids = () => [up.pid!, ...childPids(up.pid!)];
     } else {
       log('NOTE: no nginx: the upstream is a node http server (slower; the "direct" row shows its ceiling)');
       const up = await startNodeUpstream(tools, upstreamPort);
-      upstreamPids = () => [up.pid!];
+      loadCorePids = () => [up.pid!];
     }
 
     // Self-check of the upstream's guard: without the token it must refuse.
-    const unauth = await httpGet(upstreamPort, '/bench', {});
-    if (unauth.status !== 401) throw new Error(`upstream without a token answered ${unauth.status}, not 401`);
+    for (const p of ['/bench', '/fleet']) {
+      const unauth = await httpGet(upstreamPort, p, {});
+      if (unauth.status !== 401)
+        throw new Error(`upstream without a token answered ${unauth.status}, not 401`);
+    }
 
-    const injector = await startInjector(tools, path.join(work, 'token-injector'), token.port, upstreamPort);
+    let redisUrl: string | undefined;
+    if (tools.redis) {
+      const redis = await startRedis(tools, path.join(work, 'redis'));
+      redisUrl = `redis://127.0.0.1:${redis.port}/0`;
+      const upstream = loadCorePids;
+      loadCorePids = () => [...upstream(), redis.child.pid!];
+    }
+
+    const injector = await startInjector(tools, path.join(work, 'token-injector'), token.port, upstreamPort, {
+      tokenPath: '/token',
+    });
+    // Exactly token-injector's configuration, plus shared_cache (its own token path, to count apart).
+    const shared =
+      redisUrl && TARGETS.includes('token-injector-shared')
+        ? await startInjector(tools, path.join(work, 'token-injector-shared'), token.port, upstreamPort, {
+            tokenPath: '/token/shared',
+            sharedCache: { url: redisUrl },
+          })
+        : undefined;
     const candidates: Target[] = [
       {
         name: 'direct',
@@ -983,6 +1505,16 @@ async function main(): Promise<number> {
         child: injector.child,
       },
     ];
+    if (shared) {
+      candidates.push({
+        name: 'token-injector-shared',
+        port: shared.port,
+        headers: [`Host: ${HOST}`],
+        cpuPids: () => [shared.child.pid!],
+        rssPid: () => shared.child.pid,
+        child: shared.child,
+      });
+    }
 
     if (tools.nginx && TARGETS.includes('nginx')) {
       const nginxPort = await freePort();
@@ -1046,15 +1578,33 @@ async function main(): Promise<number> {
       }
     }
 
-    // Cross-checks from the proxy itself: its metrics and its log.
-    const metrics = await httpGet(injector.adminPort, '/metrics', {});
-    const proxied = metrics.body
-      .split('\n')
-      .filter((l) => l.startsWith('token_injector_proxied_requests_total{'))
-      .map((l) => l.trim());
-    const tokenRequests = token.count();
+    // Cross-checks from the proxies themselves: their metrics and their logs.
+    const reports: InjectorReport[] = [];
+    for (const [name, inj, tokenPath] of [
+      ['token-injector', injector, '/token'],
+      ['token-injector-shared', shared, '/token/shared'],
+    ] as const) {
+      if (inj) reports.push(await selfReport(name, inj, token.count(tokenPath)));
+    }
+    // The targets are done: stop them before the fleet phase, which needs only the upstream and Redis.
+    await Promise.all(candidates.map((t) => (t.child ? stopChild(t.child) : undefined)));
+
+    let fleet: FleetResult[] = [];
+    let fleetError: string | undefined;
+    if (FLEET.length > 0 && redisUrl) {
+      log(
+        `fleet phase: ${FLEET.join(', ')} replica(s), each with and without shared_cache; ` +
+          `${FLEET_LIFETIME_S} s tokens, ${FLEET_LIFETIMES} lifetimes of a request every ${FLEET_INTERVAL_MS} ms per replica`,
+      );
+      try {
+        fleet = await runFleet(tools, work, token, upstreamPort, redisUrl);
+      } catch (err) {
+        fleetError = (err as Error).message;
+        log(`fleet phase FAILED: ${fleetError}`);
+      }
+    }
     await stopAll();
-    const logScan = await scanLog(injector.logFile);
+    for (const r of reports) r.log = await scanLog(r.logFile);
 
     const names = targets.map((t) => t.name);
     process.stdout.write('\n');
@@ -1063,34 +1613,47 @@ async function main(): Promise<number> {
         `node ${process.version}, ${DURATION_S} s runs after ${WARMUP_S} s warm-up, ${ROUNDS} round(s)` +
         (ROUNDS > 1 ? ' (medians)' : '') +
         `\n100-byte GET responses; each proxy injects a cached token; nginx access_log ` +
-        `${NGINX_ACCESS_LOG ? 'on (buffered)' : 'off'}; token-injector logging at ${LOG_LEVEL}${LOG_LEVEL === 'info' ? ' (one line per request)' : ''}\n`,
+        `${NGINX_ACCESS_LOG ? 'on (buffered)' : 'off'}; token-injector logging at ${LOG_LEVEL}${LOG_LEVEL === 'info' ? ' (one line per request)' : ''}` +
+        (shared ? '; token-injector-shared: the same with shared_cache (Redis on core 0)' : '') +
+        '\n',
     );
     for (const c of CONNECTIONS) {
       process.stdout.write(`\n${c} connection${c === 1 ? '' : 's'}:\n${table(summarize(runs, names, c))}\n`);
     }
 
-    const at64 = runs.filter((m) => m.target === 'token-injector' && m.connections === 64);
-    let verdict = 'not measured (64 connections not in BENCH_CONNECTIONS)';
-    let pass = true;
-    if (at64.length) {
-      const cpu = median(at64.map((m) => m.cpuUsPerReq ?? Number.NaN));
-      pass = cpu <= TARGET_CPU_US;
-      verdict = `${cpu.toFixed(1)} µs CPU/request at 64 connections: ${pass ? 'PASS' : 'FAIL'} (target <= ${TARGET_CPU_US} µs)`;
+    process.stdout.write('\n');
+    const pass: Record<string, boolean> = {};
+    for (const name of ['token-injector', 'token-injector-shared'] as const) {
+      if (!names.includes(name)) continue;
+      const at64 = runs.filter((m) => m.target === name && m.connections === 64);
+      let verdict = 'not measured (64 connections not in BENCH_CONNECTIONS)';
+      if (at64.length) {
+        const cpu = median(at64.map((m) => m.cpuUsPerReq ?? Number.NaN));
+        pass[name] = cpu <= TARGET_CPU_US;
+        verdict = `${cpu.toFixed(1)} µs CPU/request at 64 connections: ${pass[name] ? 'PASS' : 'FAIL'} (target <= ${TARGET_CPU_US} µs)`;
+      }
+      process.stdout.write(`${name}: ${verdict}\n`);
     }
-    process.stdout.write(`\ntoken-injector: ${verdict}\n`);
-    process.stdout.write(
-      `token-injector self-report: ${tokenRequests} token request(s); ${logScan.lines} log lines ` +
-        `${JSON.stringify(logScan.byLevel)}; logged statuses ${JSON.stringify(logScan.statuses)}` +
-        ` (499 = wrk closed a connection mid-request when a run ended)\n` +
-        `  ${proxied.join('\n  ')}\n`,
-    );
-    for (const s of logScan.samples) process.stdout.write(`  log: ${s}\n`);
+    const onOff = sharedCacheCost(runs);
+    if (onOff) process.stdout.write(`${onOff}\n`);
     const wrkRuns = WARMUP_S > 0 ? 2 : 1;
     const max499 = ROUNDS * wrkRuns * CONNECTIONS.reduce((a, c) => a + c, 0);
-    if ((logScan.statuses['499'] ?? 0) > max499) {
+    for (const r of reports) {
+      const logScan = r.log!;
       process.stdout.write(
-        `WARNING: more 499s (${logScan.statuses['499']}) than wrk runs can explain (${max499})\n`,
+        `${r.name} self-report: ${r.tokenRequests} token request(s)` +
+          (r.sharedCacheState ? `; shared_cache ${r.sharedCacheState}` : '') +
+          `; ${logScan.lines} log lines ` +
+          `${JSON.stringify(logScan.byLevel)}; logged statuses ${JSON.stringify(logScan.statuses)}` +
+          ` (499 = wrk closed a connection mid-request when a run ended)\n` +
+          `  ${r.metrics.join('\n  ')}\n`,
       );
+      for (const line of logScan.samples) process.stdout.write(`  log: ${line}\n`);
+      if ((logScan.statuses['499'] ?? 0) > max499) {
+        process.stdout.write(
+          `WARNING: ${r.name}: more 499s (${logScan.statuses['499']}) than wrk runs can explain (${max499})\n`,
+        );
+      }
     }
     // Core 1 matters only when a proxy runs there; core 0 (wrk, upstream) matters always.
     const noisy = runs.filter(
@@ -1113,6 +1676,18 @@ async function main(): Promise<number> {
           bad.map((m) => `${m.target}@c${m.connections}`).join(', ') +
           '\n',
       );
+    }
+
+    if (fleet.length > 0 || fleetError) {
+      process.stdout.write(
+        `\nfleet: one credential, ${FLEET_LIFETIME_S} s tokens (usable ${fleetUsableS()} s, refreshed at ` +
+          `${FLEET_REFRESH_AHEAD} of it: one refresh per ${fleetMinRefreshS().toFixed(2)}–` +
+          `${(fleetUsableS() * FLEET_REFRESH_AHEAD).toFixed(2)} s), a request every ${FLEET_INTERVAL_MS} ms ` +
+          `to each replica for ${FLEET_LIFETIMES} lifetimes (${FLEET_LIFETIMES * FLEET_LIFETIME_S} s); ` +
+          `token requests counted while the traffic ran\n`,
+      );
+      if (fleet.length > 0) process.stdout.write(`${fleetTable(fleet)}\n`);
+      for (const line of fleetVerdict(fleet, fleetError)) process.stdout.write(`${line}\n`);
     }
 
     const resultsFile = path.join(work, 'latest.json');
@@ -1140,14 +1715,28 @@ async function main(): Promise<number> {
           notes: tools.notes,
           target: { cpuUsPerRequestAt64: TARGET_CPU_US, pass },
           runs,
-          injector: { tokenRequests, log: logScan, metrics: proxied },
+          injectors: reports.map(({ logFile: _, ...r }) => r),
+          fleet: {
+            replicas: FLEET,
+            tokenLifetimeS: FLEET_LIFETIME_S,
+            lifetimes: FLEET_LIFETIMES,
+            intervalMs: FLEET_INTERVAL_MS,
+            refreshAhead: FLEET_REFRESH_AHEAD,
+            results: fleet,
+            ...(fleetError ? { error: fleetError } : {}),
+          },
         },
         null,
         2,
       )}\n`,
     );
     if (!KEEP_LOGS) {
-      await rm(injector.logFile, { force: true });
+      for (const r of reports) await rm(r.logFile, { force: true });
+      for (const r of fleetWaves().flat()) {
+        for (let i = 0; i < r.replicas; i++) {
+          await rm(path.join(work, 'fleet', r.name, String(i), 'stdout.log'), { force: true });
+        }
+      }
       await rm(path.join(work, 'nginx-proxy', 'access.log'), { force: true });
     }
     log(`results: ${resultsFile} (${((Date.now() - started) / 1000).toFixed(0)} s in all)`);
@@ -1160,13 +1749,150 @@ async function main(): Promise<number> {
   }
 }
 
-/** The upstream: 100 bytes, but only to requests carrying the expected token; 401 otherwise. */
+interface InjectorReport {
+  name: string;
+  tokenRequests: number;
+  /** `up`, `down` or `connecting` from /readyz; only with shared_cache. */
+  sharedCacheState?: string;
+  /** Its proxied_requests_total samples and, with shared_cache, the shared_cache_* samples. */
+  metrics: string[];
+  logFile: string;
+  log?: LogScan;
+}
+
+/** What a target's proxy says of itself: its token requests, its metrics and its cache's state. */
+async function selfReport(name: string, injector: Injector, tokenRequests: number): Promise<InjectorReport> {
+  const metrics = (await httpGet(injector.adminPort, '/metrics', {})).body
+    .split('\n')
+    .filter(
+      (l) =>
+        l.startsWith('token_injector_proxied_requests_total{') ||
+        (l.startsWith('token_injector_shared_cache_') && !l.endsWith(' 0')),
+    )
+    .map((l) => l.trim());
+  const report: InjectorReport = { name, tokenRequests, metrics, logFile: injector.logFile };
+  if (injector.shared) {
+    const ready = JSON.parse((await httpGet(injector.adminPort, '/readyz', {})).body) as {
+      shared_cache?: string;
+    };
+    report.sharedCacheState = ready.shared_cache ?? 'missing from /readyz';
+  }
+  return report;
+}
+
+/**
+ * The hot path with shared_cache on versus off: token-injector-shared's CPU µs/req over
+ * token-injector's, per connection count. With several rounds, each target's range over the
+ * rounds says whether the difference is within the noise.
+ */
+function sharedCacheCost(runs: readonly Measurement[]): string | undefined {
+  const parts: string[] = [];
+  for (const c of CONNECTIONS) {
+    const cpu = (t: TargetName) =>
+      runs
+        .filter((m) => m.target === t && m.connections === c && m.cpuUsPerReq !== undefined)
+        .map((m) => m.cpuUsPerReq!);
+    const off = cpu('token-injector');
+    const on = cpu('token-injector-shared');
+    if (off.length === 0 || on.length === 0) continue;
+    const [a, b] = [median(on), median(off)];
+    let part = `c=${c}: on ${a.toFixed(1)} / off ${b.toFixed(1)} = ${(a / b).toFixed(2)}`;
+    if (ROUNDS > 1) {
+      const range = (xs: number[]) => [Math.min(...xs), Math.max(...xs)] as const;
+      const [onLo, onHi] = range(on);
+      const [offLo, offHi] = range(off);
+      const overlap = onLo <= offHi && offLo <= onHi;
+      part +=
+        ` (rounds: on ${onLo.toFixed(1)}–${onHi.toFixed(1)}, off ${offLo.toFixed(1)}–${offHi.toFixed(1)}: ` +
+        `${overlap ? 'within noise' : "apart beyond the rounds' spread"})`;
+    }
+    parts.push(part);
+  }
+  if (parts.length === 0) return undefined;
+  return (
+    `shared_cache on/off, CPU µs/req (medians): ${parts.join('; ')}` +
+    (ROUNDS > 1 ? '' : ' (one round: run BENCH_ROUNDS=3 to see the noise)')
+  );
+}
+
+/**
+ * The fleet's verdict: with shared_cache, at most one token request per refresh interval for the
+ * whole fleet at every size; without it, N times as many; and every app request answered 200.
+ */
+function fleetVerdict(fleet: readonly FleetResult[], error: string | undefined): string[] {
+  const lines: string[] = [];
+  if (error) lines.push(`fleet: FAIL: ${error}`);
+  const withShared = fleet.filter((r) => r.shared);
+  if (withShared.length > 0) {
+    const over = withShared.filter((r) => r.tokenRequests > fleetBound(r.windowS));
+    const counts = withShared.map((r) => `${r.replicas}: ${r.tokenRequests}`).join(', ');
+    lines.push(
+      `fleet with shared_cache: ${over.length === 0 ? 'PASS' : 'FAIL'}: token requests in the window by replicas ` +
+        `${counts}; one per refresh interval for the whole fleet allows at most ` +
+        `${fleetBound(Math.max(...withShared.map((r) => r.windowS)))}` +
+        (over.length > 0 ? ` (over it: ${over.map((r) => `${r.replicas} replicas`).join(', ')})` : ''),
+    );
+    const starts = withShared.map((r) => `${r.replicas}: ${r.startTokenRequests}`).join(', ');
+    lines.push(
+      `fleet with shared_cache: token requests at start (every replica prefetching) by replicas ${starts}`,
+    );
+  }
+  const without = fleet.filter((r) => !r.shared);
+  if (without.length > 0) {
+    lines.push(
+      `fleet without shared_cache: token requests in the window by replicas ` +
+        without
+          .map(
+            (r) =>
+              `${r.replicas}: ${r.tokenRequests} (${(r.tokenRequests / r.replicas).toFixed(1)} per replica)`,
+          )
+          .join(', ') +
+        ': each replica refreshes on its own',
+    );
+  }
+  const requests = fleet.reduce((a, r) => a + r.requests, 0);
+  const failed = fleet.filter((r) => Object.keys(r.outcomes).some((k) => k !== '200'));
+  lines.push(
+    failed.length === 0
+      ? `fleet: all ${requests} app requests answered 200 with the body`
+      : `WARNING: fleet: requests that did not get a 200: ` +
+          failed
+            .map((r) => `${r.replicas} ${r.shared ? 'shared' : 'local'} ${JSON.stringify(r.outcomes)}`)
+            .join('; '),
+  );
+  const failures = withShared.filter((r) => r.cacheFailures > 0);
+  if (failures.length > 0) {
+    lines.push(
+      `WARNING: fleet: shared_cache commands failed or timed out (the replica then fetched alone): ` +
+        failures.map((r) => `${r.replicas} replicas: ${r.cacheFailures}`).join(', '),
+    );
+  }
+  for (const r of fleet) {
+    if (r.warnings > 0) {
+      lines.push(
+        `fleet ${r.replicas} ${r.shared ? 'shared' : 'local'}: ${r.warnings} warn/error log line(s)`,
+      );
+      for (const sample of r.logSamples) lines.push(`  log: ${sample}`);
+    }
+  }
+  return lines;
+}
+
+/**
+ * The upstream: 100 bytes, but only to requests carrying the expected token; 401 otherwise. Under
+ * /fleet (the fleet phase) any of the fleet's tokens is the expected one.
+ */
 function upstreamHttp(port: number): string {
   return `  server {
     listen 127.0.0.1:${port} backlog=4096;
     location / {
       default_type text/plain;
       if ($http_authorization != "Bearer ${TOKEN}") { return 401; }
+      return 200 "${BODY}";
+    }
+    location /fleet {
+      default_type text/plain;
+      if ($http_authorization !~ "^Bearer ${FLEET_TOKEN_PREFIX}-[0-9]+$") { return 401; }
       return 200 "${BODY}";
     }
   }`;
@@ -1176,17 +1902,20 @@ function upstreamHttp(port: number): string {
 async function startNodeUpstream(tools: Tools, port: number): Promise<ChildProcess> {
   const src = `
     const http = require('node:http');
-    const [port, auth, body] = process.argv.slice(1);
+    const [port, auth, body, fleetPrefix] = process.argv.slice(1);
+    const fleet = new RegExp('^Bearer ' + fleetPrefix + '-[0-9]+$');
     http.createServer({ keepAliveTimeout: 75000 }, (req, res) => {
       req.resume();
-      const ok = req.headers.authorization === auth;
+      const ok = req.url.startsWith('/fleet')
+        ? fleet.test(req.headers.authorization ?? '')
+        : req.headers.authorization === auth;
       res.writeHead(ok ? 200 : 401, { 'content-type': 'text/plain', 'content-length': ok ? body.length : 0 });
       res.end(ok ? body : undefined);
     }).listen(Number(port), '127.0.0.1');`;
   const [cmd, args] = pinned(
     LOAD_CORE,
     process.execPath,
-    ['-e', src, String(port), `Bearer ${TOKEN}`, BODY],
+    ['-e', src, String(port), `Bearer ${TOKEN}`, BODY, FLEET_TOKEN_PREFIX],
     tools.pin,
   );
   const child = track(spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] }));

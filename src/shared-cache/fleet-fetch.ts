@@ -58,11 +58,11 @@ export function fleetFetch(opts: FleetFetchOptions): LocalFetch {
     if (t >= usableUntil(shared)) return false;
     if (previous === undefined || t >= usableUntil(previous)) return true;
     // The caller's token is due for refresh: only a newer token that is not due itself helps.
-    return (
-      shared.accessToken !== previous.accessToken &&
-      shared.issuedAt >= previous.issuedAt &&
-      t < refreshPoint(shared, opts.refreshAhead)
-    );
+    // Newer by its issue time: some servers hand out the same token text again while it is valid.
+    const newer =
+      shared.issuedAt > previous.issuedAt ||
+      (shared.issuedAt === previous.issuedAt && shared.accessToken !== previous.accessToken);
+    return newer && t < refreshPoint(shared, opts.refreshAhead);
   }
 
   async function throughFleet(previous: Token | undefined, deadline: number): Promise<Token> {

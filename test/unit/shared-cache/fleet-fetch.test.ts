@@ -184,3 +184,24 @@ describe('fleet single flight', () => {
     expect(await a.read('entry-1')).toBeUndefined();
   });
 });
+
+describe('servers that hand out the same token text again', () => {
+  it('a refresh that brought the same text with a later issue time is adopted by the others', async () => {
+    const cfg = config();
+    const [a, b] = [await replica(cfg), await replica(cfg)];
+    let n = 0;
+    const calls: (Token | undefined)[] = [];
+    const same: LocalFetch = async (previous) => {
+      calls.push(previous);
+      n++;
+      const now = Date.now() + n; // each answer is issued later than the one before
+      return { accessToken: 'same-text', tokenType: 'Bearer', issuedAt: now, expiresAt: now + 60_000 };
+    };
+    const first = await fleet(a, same)(undefined, Date.now() + 5_000);
+    const refreshed = await fleet(a, same)(first, Date.now() + 5_000);
+    expect(refreshed.issuedAt).toBeGreaterThan(first.issuedAt);
+    const adopted = await fleet(b, same)(first, Date.now() + 5_000);
+    expect(adopted.issuedAt).toBe(refreshed.issuedAt);
+    expect(calls).toHaveLength(2);
+  });
+});
