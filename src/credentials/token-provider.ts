@@ -26,6 +26,7 @@ export class TokenProvider {
   readonly #url: URL;
   readonly #credentialToken: (name: string) => Promise<Token>;
   readonly #metrics: Metrics | undefined;
+  #closing = false;
   readonly #log: Logger;
 
   constructor(
@@ -80,6 +81,7 @@ export class TokenProvider {
   }
 
   close(): Promise<void> {
+    this.#closing = true;
     return this.#endpoint.close();
   }
 
@@ -135,6 +137,8 @@ export class TokenProvider {
       );
       return token;
     } catch (err) {
+      // Cut short by our own shutdown: nothing failed at the token endpoint, so nothing to report.
+      if (this.#closing) throw err;
       const e = err as TokenInjectorError;
       this.#metrics?.tokenRequests.inc({ ...labels, outcome: e.code ?? 'error' });
       this.#metrics?.tokenRequestDuration.observe(labels, (performance.now() - started) / 1000);
