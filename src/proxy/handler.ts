@@ -105,10 +105,9 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
         new ProxyLoopError('request already passed through token-injector; refusing to loop'),
       );
     }
-    const port = target.port === (target.scheme === 'https' ? 443 : 80) ? '' : `:${target.port}`;
     if (hasBody(req)) continueIfAwaited(req, res);
     const outcome = await forwarded(upstreams.passthrough, req, res, {
-      origin: `${target.scheme}://${target.host}${port}`,
+      origin: `${target.scheme}://${authority(target)}`,
       path: target.path,
       headers: upstreamRequestHeaders(req.rawHeaders, undefined),
     });
@@ -360,7 +359,7 @@ function refusal(req: IncomingMessage, maxRawHeaders: number): TokenInjectorErro
   return undefined;
 }
 
-/** `host[:port]` of a forward-mode target, the port only when it is not the scheme's default. */
+/** `host[:port]` of a target, the port only when it is not the scheme's default. */
 function authority(target: ParsedTarget): string {
   return target.port === (target.scheme === 'https' ? 443 : 80)
     ? target.host
