@@ -59,6 +59,13 @@ const LOG_LEVEL = process.env['BENCH_LOG_LEVEL'] ?? 'info';
 const PROXY_NODE_ARGS = (process.env['BENCH_PROXY_NODE_ARGS'] ?? '').split(/\s+/).filter(Boolean);
 /** Before each measurement, wait up to this long for other processes to leave the CPUs alone. */
 const QUIET_WAIT_S = envInt('BENCH_QUIET_WAIT', 15, 0, 600);
+/**
+ * Start token-injector (and token-injector-shared) afresh for every round, so that medians cover
+ * launches and not one process's life: a Node process's cost per request can differ from one
+ * launch to the next by 20 % (where the JIT places code, how the heap has grown), and a single
+ * launch per target would report that luck as a difference between targets.
+ */
+const RELAUNCH = (process.env['BENCH_RELAUNCH'] ?? 'on') !== 'off';
 const TARGET_CPU_US = 90;
 const HOST = 'bench.local';
 const TOKEN = `bench-token-${randomBytes(12).toString('hex')}`;
@@ -1477,17 +1484,21 @@ async function main(): Promise<number> {
       loadCorePids = () => [...upstream(), redis.child.pid!];
     }
 
-    const injector = await startInjector(tools, path.join(work, 'token-injector'), token.port, upstreamPort, {
-      tokenPath: '/token',
-    });
+    const launchPlain = (round: number) =>
+      startInjector(tools, path.join(work, `token-injector-r${round}`), token.port, upstreamPort, {
+        tokenPath: '/token',
+      });
     // Exactly token-injector's configuration, plus shared_cache (its own token path, to count apart).
-    const shared =
-      redisUrl && TARGETS.includes('token-injector-shared')
-        ? await startInjector(tools, path.join(work, 'token-injector-shared'), token.port, upstreamPort, {
-            tokenPath: '/token/shared',
-            sharedCache: { url: redisUrl },
-          })
-        : undefined;
+    const launchShared = (round: number, url: string) =>
+      startInjector(tools, path.join(work, `token-injector-shared-r${round}`), token.port, upstreamPort, {
+        tokenPath: '/token/shared',
+        sharedCache: { url },
+      });
+    let injector = await launchPlain(1);
+    let shared =
+      redisUrl && TARGETS.includes('token-injector-shared') ? await launchShared(1, redisUrl) : undefined;
+    // Token requests made by launches before the current one: the self-report counts the last only.
+    const tokensBefore = { '/token': 0, '/token/shared': 0 };
     const candidates: Target[] = [
       {
         name: 'direct',
@@ -1510,8 +1521,8 @@ async function main(): Promise<number> {
         name: 'token-injector-shared',
         port: shared.port,
         headers: [`Host: ${HOST}`],
-        cpuPids: () => [shared.child.pid!],
-        rssPid: () => shared.child.pid,
+        cpuPids: () => (shared ? [shared.child.pid!] : []),
+        rssPid: () => shared?.child.pid,
         child: shared.child,
       });
     }
@@ -1560,6 +1571,22 @@ async function main(): Promise<number> {
 
     const runs: Measurement[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
+      if (round > 1 && RELAUNCH) {
+        for (const t of targets) {
+          if (t.name === 'token-injector') {
+            await stopChild(injector.child);
+            tokensBefore['/token'] = token.count('/token');
+            injector = await launchPlain(round);
+            Object.assign(t, { port: injector.port, child: injector.child });
+          } else if (t.name === 'token-injector-shared' && shared && redisUrl) {
+            await stopChild(shared.child);
+            tokensBefore['/token/shared'] = token.count('/token/shared');
+            shared = await launchShared(round, redisUrl);
+            Object.assign(t, { port: shared.port, child: shared.child });
+          } else continue;
+          await checkTarget(t);
+        }
+      }
       for (const c of CONNECTIONS) {
         for (const t of targets) {
           const m = await measure(tools, script, t, c, round);
@@ -1584,7 +1611,7 @@ async function main(): Promise<number> {
       ['token-injector', injector, '/token'],
       ['token-injector-shared', shared, '/token/shared'],
     ] as const) {
-      if (inj) reports.push(await selfReport(name, inj, token.count(tokenPath)));
+      if (inj) reports.push(await selfReport(name, inj, token.count(tokenPath) - tokensBefore[tokenPath]));
     }
     // The targets are done: stop them before the fleet phase, which needs only the upstream and Redis.
     await Promise.all(candidates.map((t) => (t.child ? stopChild(t.child) : undefined)));
