@@ -10,6 +10,7 @@ import { createConnectHandler } from './proxy/connect.js';
 import { createProxyHandler } from './proxy/handler.js';
 import { type ProxyServer, startProxyServer } from './proxy/server.js';
 import { Upstreams } from './proxy/upstreams.js';
+import { createRouter } from './router/router.js';
 import type { SharedCache } from './shared-cache/shared-cache.js';
 
 export interface StartOptions {
@@ -44,6 +45,7 @@ export async function startTokenInjector(
     : undefined;
   const credentials = new Credentials(config, { metrics, logger, ...(sharedCache ? { sharedCache } : {}) });
   const upstreams = new Upstreams(config.routes);
+  const router = createRouter(config.routes);
   let serving = false;
   let proxy: ProxyServer | undefined;
   let admin: AdminServer | undefined;
@@ -63,8 +65,8 @@ export async function startTokenInjector(
     proxy = await startProxyServer(
       config.listen,
       config.limits,
-      createProxyHandler({ config, credentials, upstreams, metrics, logger }),
-      createConnectHandler(config, logger),
+      createProxyHandler({ config, credentials, upstreams, metrics, logger, router }),
+      createConnectHandler(config, logger, router),
       { connectionDropped: dropCounter(metrics, logger) },
     );
     serving = true;

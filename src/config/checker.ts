@@ -15,6 +15,11 @@ export class Checker {
   readonly problems: ConfigProblem[] = [];
   /** What works but should change; reported by `validate` and logged by `run`, never fatal. */
   readonly warnings: ConfigProblem[] = [];
+  /**
+   * `*_file` contents by path: a file named by many keys (one CA for 10 000 routes) is read once
+   * and held once, not once per key.
+   */
+  readonly #files = new Map<string, string>();
 
   constructor(private readonly sources: ConfigSources) {}
 
@@ -250,7 +255,12 @@ export class Checker {
     if (name === undefined) return undefined;
     const file = this.resolvePath(name);
     try {
-      return { value: this.sources.readFile(file), file };
+      let value = this.#files.get(file);
+      if (value === undefined) {
+        value = this.sources.readFile(file);
+        this.#files.set(file, value);
+      }
+      return { value, file };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       this.add(join(path, key), `cannot read file ${file}${code ? ` (${code})` : ''}`);

@@ -45,7 +45,10 @@ export class Credentials {
   readonly #providers = new Map<string, TokenProvider>();
   readonly #sources = new Map<string, TokenSource>();
   readonly #requestTokens = new Map<string, RequestTokens>();
+  /** Per credential and scope combination: routes that ask for the same tokens share one. */
+  readonly #routeTokens = new Map<string, RouteTokens>();
   readonly #cacheCounters = new Map<string, CacheCounters>();
+  readonly #sourceEvents = new Map<string, TokenSourceEvents>();
   readonly #metrics: Metrics | undefined;
   readonly #logger: Logger;
   readonly #shared: SharedCache | undefined;
@@ -64,13 +67,20 @@ export class Credentials {
         }),
       );
     }
+    for (const route of config.routes) {
+      // An unknown credential fails the start, not the route's first request.
+      const cred = this.#provider(route.credential).credential;
+      // A prefetched credential is ready once the caches its routes use hold a token, so those
+      // exist from the start; every other route's cache is made on its first request.
+      if (cred.prefetch) this.source(route.credential, route.tokenScope);
+    }
   }
 
   /** The cache of a credential's token for a scope combination (default: the credential's own). */
   source(name: string, overrides: TokenScope = {}): TokenSource {
     const provider = this.#provider(name);
     const scope = effectiveScope(provider.credential, overrides);
-    const key = `${name}\n${scope.scope ?? ''}\n${scope.audience ?? ''}\n${scope.resource ?? ''}`;
+    const key = scopeKey(name, scope);
     let source = this.#sources.get(key);
     if (!source) {
       const cred = provider.credential;
@@ -92,13 +102,28 @@ export class Credentials {
     return source;
   }
 
-  /** Resolves, once at start-up, how a route obtains its token. */
+  /**
+   * How a route obtains its token; called once per route, on its first request. Routes with the
+   * same credential and scope combination get the same object, so idle routes cost nothing here.
+   */
   forRoute(route: RouteConfig): RouteTokens {
     const provider = this.#provider(route.credential);
+    const scope = effectiveScope(provider.credential, route.tokenScope);
+    const key = scopeKey(route.credential, scope);
+    let tokens = this.#routeTokens.get(key);
+    if (!tokens) {
+      tokens = this.#newRouteTokens(provider, scope, key);
+      this.#routeTokens.set(key, tokens);
+    }
+    return tokens;
+  }
+
+  #newRouteTokens(provider: TokenProvider, scope: TokenScope, key: string): RouteTokens {
+    const name = provider.credential.name;
     const headers = requestHeaders(inputsOf(provider.credential));
-    const counters = this.#counters(route.credential);
+    const counters = this.#counters(name);
     if (headers.length === 0) {
-      const source = this.source(route.credential, route.tokenScope);
+      const source = this.source(name, scope);
       return {
         consumedHeaders: [],
         token: () => {
@@ -111,41 +136,35 @@ export class Credentials {
         accepted: (_req, accessToken) => source.accepted(accessToken),
       };
     }
-    const scope = effectiveScope(provider.credential, route.tokenScope);
-    const key = `${route.credential}\n${scope.scope ?? ''}\n${scope.audience ?? ''}\n${scope.resource ?? ''}`;
-    let cache = this.#requestTokens.get(key);
-    if (!cache) {
-      cache = new RequestTokens({
-        name: route.credential,
-        headers,
-        maxEntries: maxEntriesOf(provider.credential),
-        retry: retryPolicy(provider.credential),
-        fetch: (request, previous, deadline) => {
-          const local = (prev: Token | undefined, until: number) =>
-            provider.requestToken({
-              tokenScope: scope,
-              request,
-              deadline: until,
-              ...(prev ? { previous: prev } : {}),
-            });
-          const shared = this.#shared;
-          return (shared ? shared.fetch(provider.credential, scope, local, request) : local)(
-            previous,
-            deadline,
-          );
-        },
-        ...(this.#shared
-          ? {
-              revoked: (request: ReadonlyMap<string, string>, accessToken: string) =>
-                this.#shared?.invalidate(provider.credential, scope, accessToken, request),
-            }
-          : {}),
-        events: this.#events(route.credential),
-        counters,
-      });
-      this.#requestTokens.set(key, cache);
-    }
-    const requestTokens = cache;
+    const requestTokens = new RequestTokens({
+      name,
+      headers,
+      maxEntries: maxEntriesOf(provider.credential),
+      retry: retryPolicy(provider.credential),
+      fetch: (request, previous, deadline) => {
+        const local = (prev: Token | undefined, until: number) =>
+          provider.requestToken({
+            tokenScope: scope,
+            request,
+            deadline: until,
+            ...(prev ? { previous: prev } : {}),
+          });
+        const shared = this.#shared;
+        return (shared ? shared.fetch(provider.credential, scope, local, request) : local)(
+          previous,
+          deadline,
+        );
+      },
+      ...(this.#shared
+        ? {
+            revoked: (request: ReadonlyMap<string, string>, accessToken: string) =>
+              this.#shared?.invalidate(provider.credential, scope, accessToken, request),
+          }
+        : {}),
+      events: this.#events(name),
+      counters,
+    });
+    this.#requestTokens.set(key, requestTokens);
     return {
       consumedHeaders: headers,
       // Each value separately: `headers` joins a repeated header into one value.
@@ -172,7 +191,10 @@ export class Credentials {
   /** The least ready state among a credential's caches; `per_request` if tokens follow requests. */
   state(name: string): TokenState | 'per_request' {
     const sources = this.sourcesOf(name);
-    if (sources.length === 0) return this.#requestTokensOf(name) ? 'per_request' : 'empty';
+    if (sources.length === 0) {
+      // Known from the configuration: its caches appear only with the first request of a route.
+      return requestHeaders(inputsOf(this.#provider(name).credential)).length > 0 ? 'per_request' : 'empty';
+    }
     const order: TokenState[] = ['failing', 'empty', 'expired', 'stale', 'refreshing', 'fresh'];
     return sources.map((s) => s.state).sort((a, b) => order.indexOf(a) - order.indexOf(b))[0]!;
   }
@@ -213,10 +235,6 @@ export class Credentials {
     await Promise.all([...this.#providers.values()].map((p) => p.close()));
   }
 
-  #requestTokensOf(name: string): boolean {
-    return [...this.#requestTokens.keys()].some((k) => k.startsWith(`${name}\n`));
-  }
-
   #provider(name: string): TokenProvider {
     const provider = this.#providers.get(name);
     if (!provider) {
@@ -226,18 +244,24 @@ export class Credentials {
     return provider;
   }
 
+  /** One credential's refresh events, shared by all its caches. */
   #events(name: string): TokenSourceEvents {
+    let events = this.#sourceEvents.get(name);
+    if (events) return events;
     const labels = { credential: name };
     const log = this.#logger.child(labels);
     const refreshFailed = (_e: unknown, retryIn: number) =>
       log.warn({ event: 'refresh_retry', retry_in_ms: retryIn }, 'refresh failed; keeping the current token');
     const m = this.#metrics;
-    if (!m) return { refreshFailed };
-    const refreshes = m.cacheRefreshes.labels(labels);
-    return { refreshStarted: () => refreshes.inc(), refreshFailed };
+    if (m) {
+      const refreshes = m.cacheRefreshes.labels(labels);
+      events = { refreshStarted: () => refreshes.inc(), refreshFailed };
+    } else events = { refreshFailed };
+    this.#sourceEvents.set(name, events);
+    return events;
   }
 
-  /** One credential's hit and miss counters, shared by its routes; made at start-up. */
+  /** One credential's hit and miss counters, shared by its routes; made on first use. */
   #counters(name: string): CacheCounters {
     const m = this.#metrics;
     if (!m) return NO_COUNTERS;
@@ -257,6 +281,11 @@ function retryPolicy(cred: CredentialConfig): RetryPolicy {
     initialBackoffMs: cred.initialBackoffMs,
     maxBackoffMs: cred.maxBackoffMs,
   };
+}
+
+/** The cache key of a credential's tokens for one scope combination. */
+function scopeKey(name: string, scope: TokenScope): string {
+  return `${name}\n${scope.scope ?? ''}\n${scope.audience ?? ''}\n${scope.resource ?? ''}`;
 }
 
 function effectiveScope(cred: CredentialConfig, overrides: TokenScope): TokenScope {

@@ -5,7 +5,7 @@ import type { Config } from '../config/types.js';
 import { ConnectNotAllowedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { splitAuthority } from '../router/host.js';
-import { createRouter } from '../router/router.js';
+import type { Router } from '../router/router.js';
 import { errorBody, statusFor } from './error-response.js';
 import { answerAndClose } from './raw-response.js';
 
@@ -13,8 +13,7 @@ import { answerAndClose } from './raw-response.js';
  * CONNECT opens an opaque TLS tunnel into which no token can be injected. It is refused unless
  * `unmatched: passthrough`, with an answer that tells the app how to reach a route instead.
  */
-export function createConnectHandler(config: Config, logger: Logger) {
-  const route = createRouter(config.routes);
+export function createConnectHandler(config: Config, logger: Logger, route: Router) {
   return (req: IncomingMessage, client: Duplex, head: Buffer): void => {
     client.on('error', () => client.destroy());
     const target = splitAuthority(req.url ?? '', 443);

@@ -12,7 +12,7 @@ import {
   UpgradeNotSupportedError,
 } from '../errors.js';
 import { createAccessLog, type Logger } from '../log.js';
-import { createRouter } from '../router/router.js';
+import type { Router } from '../router/router.js';
 import type { Token } from '../token-endpoint/token.js';
 import { sendError } from './error-response.js';
 import { continueIfAwaited, unmetExpectation } from './expect.js';
@@ -34,24 +34,29 @@ export interface ProxyDeps {
   readonly upstreams: Upstreams;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Shared with the CONNECT handler: one route index per process. */
+  readonly router: Router;
 }
 
 /** The request handler of the proxy listener: route, get a token, inject it, forward. */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { config, credentials, upstreams, metrics, logger } = deps;
-  const route = createRouter(config.routes);
+  const { config, credentials, upstreams, metrics, logger, router: route } = deps;
   const access = createAccessLog(logger);
-  // Per-route state and metric children are looked up once, not on every request.
-  const routes = new Map<string, RouteState>(
-    config.routes.map((r) => [
-      r.name,
-      {
+  // Per-route state and metric children are made on a route's first request and looked up
+  // after that, not remade on every request: routes that carry no traffic cost nothing here.
+  const routes = new Map<string, RouteState>();
+  const stateOf = (r: RouteConfig): RouteState => {
+    let state = routes.get(r.name);
+    if (state === undefined) {
+      state = {
         config: r,
         tokens: credentials.forRoute(r),
         upstreamDuration: metrics.upstreamDuration.labels({ route: r.name }),
-      },
-    ]),
-  );
+      };
+      routes.set(r.name, state);
+    }
+    return state;
+  };
   // Per route name ('none' too), one increment per status class, made on first use.
   const proxied = new Map<string, Map<StatusClass, () => void>>();
   const countProxied = (routeName: string, status: number) => {
@@ -148,7 +153,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       );
       return;
     }
-    new RoutedRequest(shared, routes.get(matched.name)!, req, res, target.path, started, host).start();
+    new RoutedRequest(shared, stateOf(matched), req, res, target.path, started, host).start();
   };
 }
 

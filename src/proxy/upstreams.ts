@@ -1,5 +1,5 @@
-import { Agent, type Dispatcher, Pool } from 'undici';
-import type { RouteConfig } from '../config/types.js';
+import { Agent, type Dispatcher, Pool } from 'undici/index.js';
+import type { RouteConfig, TlsClient } from '../config/types.js';
 import { FileSet } from '../files/live-file.js';
 import { type ConnectTls, liveTlsOptions } from '../tls.js';
 import { interimTolerantConnector } from './interim-responses.js';
@@ -9,6 +9,13 @@ const PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
 const PASSTHROUGH_MAX_CONNECTIONS = 256;
 /** How often a route's client certificate files are checked for rotation. */
 const CERT_CHECK_INTERVAL_MS = 10_000;
+
+interface LiveTls {
+  readonly key: string;
+  readonly live: () => ConnectTls;
+  /** As read at start-up. */
+  readonly initial: ConnectTls;
+}
 
 interface RoutePool {
   pool: Pool;
@@ -21,51 +28,25 @@ interface RoutePool {
 
 /**
  * Connection pools for upstreams: one keep-alive pool per route origin and TLS settings, and one
- * agent for passthrough traffic to arbitrary origins. A route's client certificate (RFC 8705
- * §3, certificate-bound tokens) is re-read when it rotates, at most every few seconds so the
- * per-request path stays a clock comparison.
+ * agent for passthrough traffic to arbitrary origins. A pool is made on the first request to its
+ * origin, so configured routes that carry no traffic cost no pool. A route's client certificate
+ * (RFC 8705 §3, certificate-bound tokens) is re-read when it rotates, at most every few seconds
+ * so the per-request path stays a clock comparison.
  */
 export class Upstreams {
+  /** Filled on each route's first request. */
   readonly #byRoute = new Map<string, RoutePool>();
+  /** Per origin, TLS settings and timeouts: routes that agree share a pool and its warm connections. */
+  readonly #pools = new Map<string, RoutePool>();
+  /** Per distinct TLS settings, read at start-up: a missing certificate file fails the start. */
+  readonly #tls = new Map<string, LiveTls>();
   readonly #passthrough: Agent;
   readonly #files = new FileSet();
   readonly #retired = new Set<Pool>();
+  #closing = false;
 
   constructor(routes: readonly RouteConfig[]) {
-    const shared = new Map<string, RoutePool>();
-    for (const route of routes) {
-      const t = route.tls;
-      // Routes with the same origin and TLS settings share a pool, so they share warm connections.
-      const timeouts = {
-        connectMs: route.connectTimeoutMs,
-        responseMs: route.responseTimeoutMs,
-        maxConnections: route.upstreamMaxConnections,
-      };
-      const key = [
-        route.upstream.origin,
-        t.caFile,
-        t.cert?.file,
-        t.key?.file,
-        timeouts.connectMs,
-        timeouts.responseMs,
-        timeouts.maxConnections,
-      ].join('|');
-      let entry = shared.get(key);
-      if (!entry) {
-        const tls = liveTlsOptions(route.tls, this.#files);
-        const connect = tls();
-        entry = {
-          pool: newPool(route.upstream.origin, connect, timeouts),
-          origin: route.upstream.origin,
-          timeouts,
-          tls,
-          connect,
-          nextCheck: t.cert ? performance.now() + CERT_CHECK_INTERVAL_MS : Number.POSITIVE_INFINITY,
-        };
-        shared.set(key, entry);
-      }
-      this.#byRoute.set(route.name, entry);
-    }
+    for (const route of routes) this.#tlsOf(route.tls);
     this.#passthrough = new Agent({
       connect: interimTolerantConnector({ timeout: PASSTHROUGH_CONNECT_TIMEOUT_MS }),
       connections: PASSTHROUGH_MAX_CONNECTIONS,
@@ -75,11 +56,16 @@ export class Upstreams {
   }
 
   forRoute(route: RouteConfig): Dispatcher {
-    const entry = this.#byRoute.get(route.name)!;
+    const entry = this.#byRoute.get(route.name) ?? this.#firstUse(route);
     // Without a client certificate there is nothing to re-check, and no clock to read.
     if (entry.nextCheck !== Number.POSITIVE_INFINITY && performance.now() >= entry.nextCheck)
       this.#recheck(entry);
     return entry.pool;
+  }
+
+  /** Pools created so far: one per origin and settings that has carried a request. */
+  get poolCount(): number {
+    return this.#pools.size;
   }
 
   get passthrough(): Dispatcher {
@@ -87,17 +73,70 @@ export class Upstreams {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     // After the drain every client connection is gone, and with it (by abort) every upstream request.
     const all = new Set<Dispatcher>([
-      ...[...this.#byRoute.values()].map((e) => e.pool),
+      ...[...this.#pools.values()].map((e) => e.pool),
       ...this.#retired,
       this.#passthrough,
     ]);
     await Promise.all([...all].map((d) => d.close()));
   }
 
+  /** The pool of a route's origin, made now if no route has used that origin yet. */
+  #firstUse(route: RouteConfig): RoutePool {
+    const timeouts = {
+      connectMs: route.connectTimeoutMs,
+      responseMs: route.responseTimeoutMs,
+      maxConnections: route.upstreamMaxConnections,
+    };
+    const tls = this.#tlsOf(route.tls);
+    const key = [
+      route.upstream.origin,
+      tls.key,
+      timeouts.connectMs,
+      timeouts.responseMs,
+      timeouts.maxConnections,
+    ].join('|');
+    let entry = this.#pools.get(key);
+    if (!entry) {
+      let connect: ConnectTls;
+      try {
+        connect = tls.live();
+      } catch {
+        connect = tls.initial; // unreadable right now: what was read at start-up
+      }
+      entry = {
+        pool: newPool(route.upstream.origin, connect, timeouts),
+        origin: route.upstream.origin,
+        timeouts,
+        tls: tls.live,
+        connect,
+        nextCheck: route.tls.cert ? performance.now() + CERT_CHECK_INTERVAL_MS : Number.POSITIVE_INFINITY,
+      };
+      // A request that outlived the drain gets a closed pool: it fails as on any closed pool.
+      if (this.#closing) entry.pool.close().catch(() => {});
+      this.#pools.set(key, entry);
+    }
+    this.#byRoute.set(route.name, entry);
+    return entry;
+  }
+
+  #tlsOf(settings: TlsClient): LiveTls {
+    // Routes whose TLS settings name the same files share the options (and their CA list).
+    const key = `${settings.caFile ?? ''}|${settings.cert?.file ?? ''}|${settings.key?.file ?? ''}`;
+    let tls = this.#tls.get(key);
+    if (!tls) {
+      const live = liveTlsOptions(settings, this.#files);
+      tls = { key, live, initial: live() };
+      this.#tls.set(key, tls);
+    }
+    return tls;
+  }
+
   #recheck(entry: RoutePool): void {
     entry.nextCheck = performance.now() + CERT_CHECK_INTERVAL_MS;
+    if (this.#closing) return;
     let connect: ConnectTls;
     try {
       connect = entry.tls();
