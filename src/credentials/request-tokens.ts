@@ -3,7 +3,14 @@ import { decodeJwt } from 'jose';
 import { AssertionExpiredError, AssertionInvalidError, AssertionMissingError } from '../errors.js';
 import { samlNotOnOrAfter } from '../grants/saml.js';
 import type { Token } from '../token-endpoint/token.js';
-import { type CacheCounters, type RetryPolicy, TokenSource, type TokenSourceEvents } from './token-source.js';
+import {
+  type CacheCounters,
+  type RetryPolicy,
+  TokenSource,
+  type TokenSourceEvents,
+  type TokenSourceOptions,
+  usableUntil,
+} from './token-source.js';
 
 /** Request headers, as `IncomingMessage.headersDistinct` gives them (or plain values). */
 type Headers = Readonly<Record<string, string | string[] | undefined>>;
@@ -15,20 +22,32 @@ type Fetch = (
 ) => Promise<Token>;
 
 /**
+ * What a fetch gets from the request that started it: the values to exchange, the cache entry
+ * they belong to, and the earliest expiry among them.
+ */
+interface ValuesRequest {
+  readonly key: string;
+  readonly values: ReadonlyMap<string, string>;
+  readonly bound: number;
+}
+
+/**
  * Tokens obtained for values the app sends with each request (an end user's assertion or
  * subject token), cached per value: a bounded LRU keyed by a hash of the values (never the values
  * themselves), each token living no longer than the assertion it was exchanged for.
+ *
+ * Built for many users at little memory each: an entry at rest is its token alone, keyed by the
+ * 32 raw bytes of the digest. The values are kept only while their fetch runs: a later fetch
+ * comes from a request that carries them again. An entry that has more to remember (a fetch under
+ * way, a failure, a refusal) is a {@link TokenSource} until it settles again; all of them share
+ * one options object.
  */
 export class RequestTokens {
-  readonly #entries = new Map<string, TokenSource>();
+  readonly #entries = new Map<string, Token | TokenSource<ValuesRequest>>();
   readonly #headers: readonly string[];
   readonly #maxEntries: number;
-  readonly #fetch: Fetch;
-  readonly #retry: RetryPolicy | undefined;
-  readonly #events: TokenSourceEvents | undefined;
   readonly #counters: CacheCounters | undefined;
-  readonly #revoked: ((request: ReadonlyMap<string, string>, accessToken: string) => void) | undefined;
-  readonly #name: string;
+  readonly #sources: TokenSourceOptions<ValuesRequest>;
 
   constructor(opts: {
     name: string;
@@ -40,17 +59,32 @@ export class RequestTokens {
     events?: TokenSourceEvents;
     /** Counts each request that finds its token cached (hit) or not (miss). */
     counters?: CacheCounters;
-    /** An upstream refused the token obtained for these values, and it is dropped here. */
+    /**
+     * An upstream refused the token obtained for these values, and it is dropped here; `request`
+     * holds the values of the request the upstream refused.
+     */
     revoked?: (request: ReadonlyMap<string, string>, accessToken: string) => void;
   }) {
-    this.#revoked = opts.revoked;
-    this.#retry = opts.retry;
-    this.#name = opts.name;
     this.#headers = opts.headers;
     this.#maxEntries = opts.maxEntries;
-    this.#fetch = opts.fetch;
-    this.#events = opts.events;
     this.#counters = opts.counters;
+    const { fetch, revoked } = opts;
+    this.#sources = {
+      name: opts.name,
+      refreshAhead: undefined,
+      ...(opts.events ? { events: opts.events } : {}),
+      ...(opts.retry ? { retry: opts.retry } : {}),
+      ...(revoked ? { revoked: (accessToken, request) => revoked(request.values, accessToken) } : {}),
+      fetch: async (previous, deadline, { values, bound }) => {
+        const token = await fetch(values, previous, deadline);
+        // Never past the assertion's own end: after it, the app must send a new one. A copy even
+        // when the token ends first: the parser's object keeps room for fields it may not have.
+        return { ...token, expiresAt: Math.min(token.expiresAt, bound) };
+      },
+      flightEnded: (source, { key }) => {
+        if (this.#entries.get(key) === source) this.#entries.set(key, source.settledToken ?? source);
+      },
+    };
   }
 
   get size(): number {
@@ -63,6 +97,17 @@ export class RequestTokens {
    * ", ", which would exchange a value the app never sent (hence `headersDistinct`).
    */
   get(headers: Headers, now = Date.now()): Token | Promise<Token> {
+    const key = this.#key(headers);
+    const entry = key === undefined ? undefined : this.#entries.get(key);
+    // The common case, without reading the values again: a usable token ends before the
+    // earliest expiry of the values it was obtained for, so none of them has expired either.
+    if (entry !== undefined && !(entry instanceof TokenSource) && now < usableUntil(entry)) {
+      // Most recently used goes last; the first entry is the one to evict.
+      this.#entries.delete(key!);
+      this.#entries.set(key!, entry);
+      this.#counters?.hit();
+      return entry;
+    }
     const values = new Map<string, string>();
     let bound = Number.POSITIVE_INFINITY;
     for (const name of this.#headers) {
@@ -77,33 +122,18 @@ export class RequestTokens {
       if (expiry !== undefined) bound = Math.min(bound, expiry);
       values.set(name, value);
     }
-    const key = this.#key(headers)!;
-    let source = this.#entries.get(key);
-    if (source) {
-      // Most recently used goes last; the first entry is the one to evict.
-      this.#entries.delete(key);
-      this.#entries.set(key, source);
-    } else {
-      source = new TokenSource({
-        name: this.#name,
-        refreshAhead: undefined,
-        ...(this.#events ? { events: this.#events } : {}),
-        ...(this.#retry ? { retry: this.#retry } : {}),
-        ...(this.#revoked ? { revoked: (accessToken: string) => this.#revoked?.(values, accessToken) } : {}),
-        fetch: async (previous, deadline) => {
-          const token = await this.#fetch(values, previous, deadline);
-          // Never past the assertion's own end: after it, the app must send a new one.
-          return token.expiresAt > bound ? { ...token, expiresAt: bound } : token;
-        },
-      });
-      this.#entries.set(key, source);
-      if (this.#entries.size > this.#maxEntries) {
-        const oldest = this.#entries.keys().next().value as string;
-        this.#entries.get(oldest)?.close();
-        this.#entries.delete(oldest);
-      }
+    // Every header is present and sent once, so there is a key.
+    const request: ValuesRequest = { key: key!, values, bound };
+    const source = entry instanceof TokenSource ? entry : new TokenSource(this.#sources, entry);
+    const token = source.token(request);
+    this.#entries.delete(request.key);
+    this.#entries.set(request.key, source.settledToken ?? source);
+    if (entry === undefined && this.#entries.size > this.#maxEntries) {
+      const oldest = this.#entries.keys().next().value as string;
+      const evicted = this.#entries.get(oldest);
+      if (evicted instanceof TokenSource) evicted.close();
+      this.#entries.delete(oldest);
     }
-    const token = source.token();
     if (token instanceof Promise) this.#counters?.miss();
     else this.#counters?.hit();
     return token;
@@ -117,30 +147,58 @@ export class RequestTokens {
   invalidate(headers: Headers, accessToken: string): boolean {
     const key = this.#key(headers);
     if (key === undefined) return false;
-    return this.#entries.get(key)?.invalidate(accessToken) ?? true;
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return true;
+    // A token at rest holds no refusal: another token's changes nothing (TokenSource.invalidate).
+    if (!(entry instanceof TokenSource) && entry.accessToken !== accessToken) return true;
+    const source = entry instanceof TokenSource ? entry : new TokenSource(this.#sources, entry);
+    const values = new Map<string, string>();
+    let bound = Number.POSITIVE_INFINITY;
+    for (const name of this.#headers) {
+      const value = headerValue(headers[name])!;
+      bound = Math.min(bound, expiryOf(value) ?? bound);
+      values.set(name, value);
+    }
+    const retry = source.invalidate(accessToken, { key, values, bound });
+    this.#entries.set(key, source.settledToken ?? source);
+    return retry;
   }
 
   /** An upstream took the token of these values ({@link TokenSource.accepted}). */
   accepted(headers: Headers, accessToken: string): void {
     const key = this.#key(headers);
-    if (key !== undefined) this.#entries.get(key)?.accepted(accessToken);
+    const entry = key === undefined ? undefined : this.#entries.get(key);
+    if (entry instanceof TokenSource) {
+      entry.accepted(accessToken);
+      this.#entries.set(key!, entry.settledToken ?? entry);
+    }
   }
 
+  /**
+   * The raw SHA-256 digest of the values (32 one-byte characters: the smallest string that keeps
+   * all of it); undefined if a header is missing or sent more than once.
+   */
   #key(headers: Headers): string | undefined {
-    const values: string[] = [];
-    for (const name of this.#headers) {
-      const raw = headers[name];
-      const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
+    const hash = createHash('sha256');
+    for (let i = 0; i < this.#headers.length; i++) {
+      const value = headerValue(headers[this.#headers[i]!]);
       if (!value) return undefined;
-      values.push(value);
+      if (i > 0) hash.update('\n');
+      hash.update(value);
     }
-    return createHash('sha256').update(values.join('\n')).digest('base64url');
+    return hash.digest('binary');
   }
 
   close(): void {
-    for (const source of this.#entries.values()) source.close();
+    for (const entry of this.#entries.values()) if (entry instanceof TokenSource) entry.close();
     this.#entries.clear();
   }
+}
+
+/** The one trimmed value of a header; undefined when absent, empty, or sent more than once. */
+function headerValue(raw: string | string[] | undefined): string | undefined {
+  if (Array.isArray(raw)) return raw.length === 1 ? raw[0]!.trim() : undefined;
+  return raw?.trim();
 }
 
 /** When an assertion stops being valid, if it says: a JWT's `exp`, a SAML `NotOnOrAfter`. */

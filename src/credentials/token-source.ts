@@ -37,18 +37,26 @@ export interface RetryPolicy {
   readonly maxBackoffMs: number;
 }
 
-export interface TokenSourceOptions {
+/**
+ * How a source obtains its tokens. `R` is what a fetch needs from the request that asks for the
+ * token (per-user tokens: the app's assertions); `void` for a credential's own token. Options
+ * hold nothing of one source, so many sources can share one object.
+ */
+export interface TokenSourceOptions<R = void> {
   readonly name: string;
   /**
    * One attempt at a new token; called at most once at a time, with the token it replaces (whose
-   * refresh token the password grant uses) and the time by which it must be done.
+   * refresh token the password grant uses), the time by which it must be done, and the request
+   * that started the fetch (every retry of that fetch gets the same one).
    */
-  readonly fetch: (previous: Token | undefined, deadline: number) => Promise<Token>;
+  readonly fetch: (previous: Token | undefined, deadline: number, request: R) => Promise<Token>;
   /**
    * Fraction of the usable lifetime after which a background refresh starts (0..1); undefined
-   * for no background refresh (tokens of per-request assertions are renewed on demand).
+   * for no background refresh (tokens of per-request assertions are renewed on demand). Only a
+   * source whose fetch needs no request can refresh in the background: no request is at hand then.
    */
-  readonly refreshAhead: number | undefined;
+  // biome-ignore lint/suspicious/noConfusingVoidType: `void` is what a source without requests takes.
+  readonly refreshAhead: [R] extends [void] ? number | undefined : undefined;
   /**
    * Refresh ahead even while nobody uses the token (`prefetch: true`). Otherwise only a token
    * served since the last fetch is refreshed ahead: an idle credential with short-lived tokens
@@ -58,8 +66,13 @@ export interface TokenSourceOptions {
   /** Also sets how long a refused replacement token is held (see {@link TokenSource.invalidate}). */
   readonly retry?: RetryPolicy;
   readonly events?: TokenSourceEvents;
-  /** An upstream refused this token and it is dropped here (the fleet's copy should go too). */
-  readonly revoked?: (accessToken: string) => void;
+  /**
+   * An upstream refused this token and it is dropped here (the fleet's copy should go too);
+   * `request` is the one that the upstream refused.
+   */
+  readonly revoked?: (accessToken: string, request: R) => void;
+  /** A fetch ended, with a token or not (see {@link TokenSource.settledToken}). */
+  readonly flightEnded?: (source: TokenSource<R>, request: R) => void;
   readonly now?: () => number;
   readonly random?: () => number;
 }
@@ -92,7 +105,7 @@ export function usableUntil(token: Token): number {
  * until the backoff step ends, and then one fetch probes the endpoint: however many requests
  * arrive, a failing endpoint sees at most one request per backoff step.
  */
-export class TokenSource {
+export class TokenSource<R = void> {
   readonly name: string;
   #token: Token | undefined;
   #inflight: Promise<Token> | undefined;
@@ -120,14 +133,16 @@ export class TokenSource {
   #closed = false;
   /** The backoff wait between attempts, ended early by close(). */
   #sleep: { timer: NodeJS.Timeout; wake: () => void } | undefined;
-  readonly #opts: TokenSourceOptions;
+  readonly #opts: TokenSourceOptions<R>;
   readonly #retry: RetryPolicy;
   readonly #now: () => number;
   readonly #random: () => number;
 
-  constructor(opts: TokenSourceOptions) {
+  /** `token`: one to start with, as if fetched (see {@link settledToken}). */
+  constructor(opts: TokenSourceOptions<R>, token?: Token) {
     this.name = opts.name;
     this.#opts = opts;
+    this.#token = token;
     this.#retry = opts.retry ?? DEFAULT_RETRY;
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
@@ -152,9 +167,10 @@ export class TokenSource {
    * A usable token, synchronously when one is held (the request path neither waits a tick nor
    * allocates for it); otherwise the promise of the (shared) fetch in progress or started now,
    * or a rejection while the endpoint is failing and its next probe is not due. A promise means
-   * the caller found no usable token: that is what the cache-miss metric counts.
+   * the caller found no usable token: that is what the cache-miss metric counts. A fetch started
+   * here is given `request`.
    */
-  token(): Token | Promise<Token> {
+  token(request: R): Token | Promise<Token> {
     const token = this.peek();
     if (token !== undefined) {
       if (!this.#used) this.#markUsed();
@@ -171,7 +187,7 @@ export class TokenSource {
     ) {
       // Past the safety margin but still valid: renew on demand and serve this one meanwhile, so
       // the caller who starts the renewal does not wait for it either.
-      this.#fetch().catch(() => {});
+      this.#fetch(request).catch(() => {});
       return current;
     }
     const wait = this.#retryAt - now;
@@ -179,12 +195,12 @@ export class TokenSource {
       // Fail fast: the endpoint is failing and its next probe is not due yet.
       return Promise.reject(this.#backoffError(wait));
     }
-    return this.#fetch();
+    return this.#fetch(request);
   }
 
   /** {@link token}, always as a promise (for callers off the request path). */
-  get(): Promise<Token> {
-    const token = this.token();
+  get(request: R): Promise<Token> {
+    const token = this.token(request);
     return token instanceof Promise ? token : Promise.resolve(token);
   }
 
@@ -200,8 +216,9 @@ export class TokenSource {
    * request with it succeeds ({@link accepted}) or a token that simply lived its life follows it.
    *
    * Returns whether a request retried now would be sent with another token than a refused one.
+   * `request` is the one the upstream refused; it goes to the `revoked` hook.
    */
-  invalidate(accessToken: string): boolean {
+  invalidate(accessToken: string, request: R): boolean {
     const current = this.#token;
     // Nothing was served from here that could be refused.
     if (current === undefined) return false;
@@ -217,7 +234,7 @@ export class TokenSource {
         this.#holdUntil = 0;
         // A failure backoff must not block this fetch: the endpoint did nothing wrong.
         this.#retryAt = 0;
-        this.#opts.revoked?.(accessToken);
+        this.#opts.revoked?.(accessToken, request);
       }
     }
     return !(current.accessToken === this.#revoked && now < this.#holdUntil);
@@ -253,6 +270,30 @@ export class TokenSource {
     return this.#lastError;
   }
 
+  /**
+   * The token, when it is all this source holds: no fetch under way, no failure, no refusal on
+   * record, nothing scheduled. A source built from it (`new TokenSource(opts, token)`) then
+   * behaves exactly like this one, so a cache of many sources may keep just the token meanwhile.
+   */
+  get settledToken(): Token | undefined {
+    if (
+      this.#inflight !== undefined ||
+      this.#lastError !== undefined ||
+      this.#failures !== 0 ||
+      this.#retryAt !== 0 ||
+      this.#revoked !== undefined ||
+      this.#holdUntil !== 0 ||
+      this.#holds !== 0 ||
+      this.#replacesRefused ||
+      this.#refreshDue ||
+      this.#closed ||
+      this.#opts.refreshAhead !== undefined
+    ) {
+      return undefined;
+    }
+    return this.#token;
+  }
+
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
@@ -262,27 +303,28 @@ export class TokenSource {
     }
   }
 
-  #fetch(): Promise<Token> {
+  #fetch(request: R): Promise<Token> {
     if (this.#inflight) return this.#inflight;
     // Uses from now on count for the token this fetch brings (callers waiting for it do not).
     this.#used = false;
-    const flight = this.#attempts();
+    const flight = this.#attempts(request);
     this.#inflight = flight;
     // Only clear the slot if no newer flight replaced it meanwhile.
     const clear = () => {
       if (this.#inflight === flight) this.#inflight = undefined;
+      this.#opts.flightEnded?.(this, request);
     };
     flight.then(clear, clear);
     return flight;
   }
 
   /** Attempts until one succeeds, a failure is permanent, or the next try would miss the deadline. */
-  async #attempts(): Promise<Token> {
+  async #attempts(request: R): Promise<Token> {
     const deadline = this.#now() + this.#retry.deadlineMs;
     let attempt = 0;
     for (;;) {
       try {
-        const token = await this.#opts.fetch(this.#token, deadline);
+        const token = await this.#opts.fetch(this.#token, deadline, request);
         this.#token = token;
         this.#replacesRefused = this.#revoked !== undefined;
         // A token that simply lived its life ends a series of refusals.
@@ -370,7 +412,8 @@ export class TokenSource {
   #refresh(): void {
     if (this.#closed) return;
     this.#opts.events?.refreshStarted?.();
-    this.#fetch().catch((error: unknown) => {
+    // Only a source whose fetch needs no request refreshes in the background (see refreshAhead).
+    this.#fetch(undefined as R).catch((error: unknown) => {
       if (this.#closed) return;
       // Keep serving the current token while it lasts (stale) and probe again after the backoff.
       const token = this.#token;
