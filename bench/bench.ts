@@ -82,6 +82,7 @@ type TargetName =
   | 'nginx'
   | 'token-injector'
   | 'token-injector@node24'
+  | 'token-injector@bun'
   | 'token-injector-shared'
   | 'token-injector-10k'
   | 'token-injector-10k@node24'
@@ -93,6 +94,7 @@ const ALL_TARGETS: readonly TargetName[] = [
   'nginx',
   'token-injector',
   'token-injector@node24',
+  'token-injector@bun',
   'token-injector-shared',
   'token-injector-10k',
   'token-injector-10k@node24',
@@ -127,7 +129,7 @@ const BUN_PACKAGE = '@oven/bun-linux-x64@1.4.5';
 
 type Runtime = 'node' | 'node24' | 'bun';
 function runtimeOf(t: TargetName): Runtime {
-  if (t === 'bun-minimal') return 'bun';
+  if (t === 'bun-minimal' || t.endsWith('@bun')) return 'bun';
   return t.endsWith('@node24') ? 'node24' : 'node';
 }
 /** The target without its runtime: what it runs. */

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
+import type { Dispatcher } from '../undici.js';
 import { sendError } from './error-response.js';
 import { downstreamResponseHeaders } from './headers.js';
 import { relayEarlyHints } from './interim-responses.js';

@@ -1,7 +1,7 @@
 import { subscribe } from 'node:diagnostics_channel';
 import { maxHeaderSize, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { buildConnector } from 'undici';
+import { buildConnector } from '../undici.js';
 import { downstreamResponseHeaders } from './headers.js';
 
 /*

@@ -1,7 +1,7 @@
-import { Agent, type Dispatcher, Pool } from 'undici/index.js';
 import type { RouteConfig, TlsClient } from '../config/types.js';
 import { FileSet } from '../files/live-file.js';
 import { type ConnectTls, liveTlsOptions } from '../tls.js';
+import { Agent, type Dispatcher, Pool } from '../undici.js';
 import { interimTolerantConnector } from './interim-responses.js';
 
 const PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;

@@ -1,4 +1,3 @@
-import { Agent, type Dispatcher, request } from 'undici';
 import type { TlsClient } from '../config/types.js';
 import {
   TokenEndpointTimeoutError,
@@ -8,6 +7,7 @@ import {
 } from '../errors.js';
 import type { FileSet } from '../files/live-file.js';
 import { liveTlsOptions } from '../tls.js';
+import { Agent, type Dispatcher, request } from '../undici.js';
 import { parseTokenResponse } from './parse-response.js';
 import { redactSecrets, requestSecrets } from './redact.js';
 import type { Token } from './token.js';
