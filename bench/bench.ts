@@ -852,6 +852,7 @@ async function spawnInjector(
   );
   const env = {
     ...process.env,
+    ...(opts.nodeBin !== undefined && opts.nodeBin !== process.execPath ? imageNodeOptions() : {}),
     [CLIENT_SECRET_ENV]: 'bench-secret',
     ...(opts.sharedCache ? { [CACHE_KEY_ENV]: CACHE_KEY } : {}),
   };
@@ -859,6 +860,16 @@ async function spawnInjector(
   closeSync(out);
   closeSync(err);
   return { child, port, adminPort, logFile, shared: opts.sharedCache !== undefined };
+}
+
+/**
+ * The Docker image's NODE_OPTIONS (its `ENV NODE_OPTIONS=` line), for the targets that run on the
+ * image's runtime: they are measured as the image runs them.
+ */
+function imageNodeOptions(): { NODE_OPTIONS?: string } {
+  const dockerfile = readFileSync(path.join(REPO, 'Dockerfile'), 'utf8');
+  const m = /^ENV NODE_OPTIONS="([^"]*)"$/m.exec(dockerfile);
+  return m ? { NODE_OPTIONS: [process.env['NODE_OPTIONS'], m[1]].filter(Boolean).join(' ') } : {};
 }
 
 /**
@@ -2096,7 +2107,12 @@ async function runtimeVersions(tools: Tools, names: readonly TargetName[]): Prom
   for (const r of ['node', 'node24', 'bun'] as const) {
     const bin = tools.runtimes[r];
     const on = names.filter((n) => n !== 'direct' && n !== 'nginx' && runtimeOf(n) === r);
-    if (bin && on.length) parts.push(`${r} ${await versionOf(bin)} (${on.join(', ')})`);
+    const flags = r === 'node24' ? imageNodeOptions().NODE_OPTIONS : undefined;
+    if (bin && on.length) {
+      parts.push(
+        `${r} ${await versionOf(bin)}${flags ? ` with the image's NODE_OPTIONS="${flags}"` : ''} (${on.join(', ')})`,
+      );
+    }
   }
   return parts.join('; ');
 }
@@ -2316,7 +2332,11 @@ async function startMinimalProxy(
     tools.pin,
   );
   // NODE_PATH: the script lives in the work directory; require('undici') must find the project's.
-  const env = { ...process.env, NODE_PATH: path.join(REPO, 'node_modules') };
+  const env = {
+    ...process.env,
+    ...(runtime === 'node24' ? imageNodeOptions() : {}),
+    NODE_PATH: path.join(REPO, 'node_modules'),
+  };
   const child = track(spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'ignore', 'inherit'] }));
   await waitFor(`${runtime} minimal proxy`, 10_000, () => canConnect(port), child);
   return { child, port };
