@@ -2091,6 +2091,21 @@ function sidecarVerdict(
       at(ti, 64, (m) => m.cpuUsPerReq),
     );
     check(`CPU per request, ${MANY_ROUTES} routes ÷ 1 route`, cpuRatio, 1.05, x);
+    // A 5 % difference is below one launch's noise: say whether the rounds can tell them apart.
+    const spread = (t: TargetName) => {
+      const xs = runs
+        .filter((m) => m.target === t && m.connections === 64)
+        .map((m) => m.cpuUsPerReq ?? Number.NaN);
+      return [Math.min(...xs), Math.max(...xs)] as const;
+    };
+    if (ROUNDS > 1 && cpuRatio !== undefined) {
+      const [a, b] = [spread(many), spread(ti)];
+      const overlap = a[0] <= b[1] && b[0] <= a[1];
+      lines.push(
+        `    (rounds: ${MANY_ROUTES} routes ${a[0].toFixed(1)}–${a[1].toFixed(1)}, 1 route ${b[0].toFixed(1)}–${b[1].toFixed(1)} µs: ` +
+          `${overlap ? 'within noise' : 'apart beyond the rounds’ spread'}; bench/router-micro.ts isolates the lookup)`,
+      );
+    }
     const a = idleRss(idle, many);
     const perRoute =
       a === undefined || idleMiB === undefined

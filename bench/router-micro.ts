@@ -9,6 +9,7 @@
  */
 import type { RouteConfig, RouteMatch } from '../src/config/types.js';
 import { createRouter, type RequestTarget, type Router } from '../src/router/router.js';
+import { routeConfig } from '../test/unit/fixtures.js';
 
 const ROUTES = 10_000;
 const HIT: RouteMatch = { host: 'api.example.com', pathPrefix: '/v1/', methods: new Set(['GET', 'POST']) };
@@ -20,24 +21,7 @@ const TARGET: RequestTarget = {
 };
 
 function route(index: number, match: RouteMatch): RouteConfig {
-  return {
-    name: `r${index}`,
-    match,
-    upstream: new URL('https://upstream.example.com'),
-    stripPrefix: false,
-    credential: 'c',
-    header: 'Authorization',
-    prefix: 'Bearer ',
-    tokenScope: {},
-    tls: {},
-    retryOn401: false,
-    replayBufferBytes: 64 * 1024,
-    connectTimeoutMs: 5_000,
-    responseTimeoutMs: 30_000,
-    upstreamMaxConnections: 256,
-    allowInsecureHttp: false,
-    strictPath: true,
-  };
+  return routeConfig(`r${index}`, match);
 }
 
 /** Every kind of route, none matching TARGET, and HIT last. */

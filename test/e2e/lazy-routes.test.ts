@@ -5,10 +5,10 @@
  * prefetched credentials are still fetched at start-up.
  */
 
-import { setTimeout as delay } from 'node:timers/promises';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { POST_CLIENT } from '../support/auth-server.js';
+import { waitReady } from '../support/cli-process.js';
 import { startInjector, type TestInjector } from '../support/injector.js';
 import { credentialFor, type Stack, startStack } from '../support/stack.js';
 import { startUpstream, type Upstream } from '../support/upstream.js';
@@ -131,14 +131,7 @@ describe('prefetch with lazy route state', () => {
     });
     try {
       // Polled (bounded): readiness is only observable from outside, as a kubelet sees it.
-      let status = 0;
-      for (let i = 0; i < 200 && status !== 200; i++) {
-        if (i > 0) await delay(10);
-        const ready = await request(`${proxy.adminUrl}/readyz`);
-        status = ready.statusCode;
-        await ready.body.dump();
-      }
-      expect(status).toBe(200);
+      await waitReady(proxy.adminUrl);
       // The route's scope combination, not the credential's default one.
       expect(stack.auth.tokenRequests.slice(before).map((r) => r.form['scope'])).toEqual(['orders.read']);
       const res = await request(`${proxy.url}/v1/x`, { headers: { host: 'read.test' } });

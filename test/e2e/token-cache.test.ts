@@ -1,6 +1,6 @@
-import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitReady } from '../support/cli-process.js';
 import { startInjector, type TestInjector } from '../support/injector.js';
 import { credentialFor, type Stack, startStack } from '../support/stack.js';
 
@@ -53,14 +53,7 @@ describe('token cache', () => {
       routes: route(),
     });
     // Polled (bounded): readiness is only observable from outside, as a kubelet sees it.
-    let status = 0;
-    for (let i = 0; i < 200 && status !== 200; i++) {
-      if (i > 0) await delay(10);
-      const ready = await request(`${proxy.adminUrl}/readyz`);
-      status = ready.statusCode;
-      await ready.body.dump();
-    }
-    expect(status).toBe(200);
+    await waitReady(proxy.adminUrl);
     expect(stack.auth.tokenRequests.length - before).toBe(1);
     expect(await get()).toBe(200);
     expect(stack.auth.tokenRequests.length - before).toBe(1);

@@ -7,7 +7,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CredentialConfig, TokenScope } from '../../src/config/types.js';
+import type { CredentialConfig, RouteConfig, RouteMatch, TokenScope } from '../../src/config/types.js';
 import type { GrantContext } from '../../src/grants/grant.js';
 import type { Token } from '../../src/token-endpoint/token.js';
 
@@ -115,4 +115,31 @@ export function selfSignedCertificate(keyFile: string, certFile: string, cn = 't
     { stdio: 'ignore' },
   );
   return certFile;
+}
+
+/** A route in the shape `validateConfig` produces, with the defaults; `extra` replaces any field. */
+export function routeConfig(
+  name: string,
+  match: RouteMatch = {},
+  extra: Partial<RouteConfig> = {},
+): RouteConfig {
+  return {
+    name,
+    match,
+    upstream: new URL('https://upstream.example.com'),
+    stripPrefix: false,
+    credential: 'orders',
+    header: 'Authorization',
+    prefix: 'Bearer ',
+    tokenScope: {},
+    tls: {},
+    retryOn401: false,
+    replayBufferBytes: 64 * 1024,
+    connectTimeoutMs: 5_000,
+    responseTimeoutMs: 30_000,
+    upstreamMaxConnections: 256,
+    allowInsecureHttp: false,
+    strictPath: true,
+    ...extra,
+  };
 }

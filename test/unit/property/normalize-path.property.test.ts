@@ -12,6 +12,7 @@ import { BadRequestError } from '../../../src/errors.js';
 import { looseSpelling, normalizePath } from '../../../src/proxy/normalize-path.js';
 import { type ParsedTarget, parseTarget, refusedSpelling } from '../../../src/proxy/target.js';
 import { createRouter } from '../../../src/router/router.js';
+import { routeConfig } from '../fixtures.js';
 
 const RUNS = 2_000;
 
@@ -122,24 +123,7 @@ function tryNormalize(p: string): string | BadRequestError {
 }
 
 function route(name: string, pathPrefix?: string, strictPath = true): RouteConfig {
-  return {
-    name,
-    match: pathPrefix === undefined ? {} : { pathPrefix },
-    upstream: new URL('https://upstream.example.com'),
-    stripPrefix: false,
-    credential: name,
-    header: 'Authorization',
-    prefix: 'Bearer ',
-    tokenScope: {},
-    tls: {},
-    retryOn401: false,
-    replayBufferBytes: 64 * 1024,
-    connectTimeoutMs: 5_000,
-    responseTimeoutMs: 30_000,
-    upstreamMaxConnections: 256,
-    allowInsecureHttp: false,
-    strictPath,
-  };
+  return routeConfig(name, pathPrefix === undefined ? {} : { pathPrefix }, { credential: name, strictPath });
 }
 
 function request(url: string): IncomingMessage {

@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { RouteConfig, RouteMatch } from '../../../src/config/types.js';
 import { createRouter, type RequestTarget } from '../../../src/router/router.js';
+import { routeConfig } from '../fixtures.js';
 
 /** The router as README documents it: a linear first match, as src/router/router.ts once was. */
 function referenceRoute(routes: readonly RouteConfig[], t: RequestTarget): RouteConfig | undefined {
@@ -31,24 +32,7 @@ function referenceRoute(routes: readonly RouteConfig[], t: RequestTarget): Route
 }
 
 function route(index: number, match: RouteMatch): RouteConfig {
-  return {
-    name: `r${index}`,
-    match,
-    upstream: new URL('https://upstream.example.com'),
-    stripPrefix: false,
-    credential: 'c',
-    header: 'Authorization',
-    prefix: 'Bearer ',
-    tokenScope: {},
-    tls: {},
-    retryOn401: false,
-    replayBufferBytes: 64 * 1024,
-    connectTimeoutMs: 5_000,
-    responseTimeoutMs: 30_000,
-    upstreamMaxConnections: 256,
-    allowInsecureHttp: false,
-    strictPath: true,
-  };
+  return routeConfig(`r${index}`, match);
 }
 
 const DOMAINS = ['example.com', 'b.example.com', 'example.org', 'com', 'svc.cluster.local', 'local'];

@@ -7,26 +7,10 @@
 import { describe, expect, it } from 'vitest';
 import type { RouteConfig, RouteMatch } from '../../../src/config/types.js';
 import { createRouter, type RequestTarget, type Router } from '../../../src/router/router.js';
+import { routeConfig } from '../fixtures.js';
 
 function route(name: string, match: RouteMatch = {}): RouteConfig {
-  return {
-    name,
-    match,
-    upstream: new URL('https://upstream.example.com'),
-    stripPrefix: false,
-    credential: 'c',
-    header: 'Authorization',
-    prefix: 'Bearer ',
-    tokenScope: {},
-    tls: {},
-    retryOn401: false,
-    replayBufferBytes: 64 * 1024,
-    connectTimeoutMs: 5_000,
-    responseTimeoutMs: 30_000,
-    upstreamMaxConnections: 256,
-    allowInsecureHttp: false,
-    strictPath: true,
-  };
+  return routeConfig(name, match);
 }
 
 const NEVER = new Set(['NO-SUCH-METHOD']);

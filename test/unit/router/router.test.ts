@@ -2,26 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { RouteConfig, RouteMatch } from '../../../src/config/types.js';
 import { createRouter, type RequestTarget } from '../../../src/router/router.js';
 import { validConfig, withRoutes } from '../config/helpers.js';
+import { routeConfig } from '../fixtures.js';
 
 function route(name: string, match: RouteMatch = {}): RouteConfig {
-  return {
-    name,
-    match,
-    upstream: new URL('https://upstream.example.com'),
-    stripPrefix: false,
-    credential: 'orders',
-    header: 'Authorization',
-    prefix: 'Bearer ',
-    tokenScope: {},
-    tls: {},
-    retryOn401: false,
-    replayBufferBytes: 64 * 1024,
-    connectTimeoutMs: 5_000,
-    responseTimeoutMs: 30_000,
-    upstreamMaxConnections: 256,
-    allowInsecureHttp: false,
-    strictPath: true,
-  };
+  return routeConfig(name, match);
 }
 
 function target(partial: Partial<RequestTarget> = {}): RequestTarget {
