@@ -8,6 +8,7 @@ import { splitAuthority } from '../router/host.js';
 import type { Router } from '../router/router.js';
 import { errorBody, statusFor } from './error-response.js';
 import { answerAndClose } from './raw-response.js';
+import { versionRefusal } from './target.js';
 
 /**
  * CONNECT opens an opaque TLS tunnel into which no token can be injected. It is refused unless
@@ -16,6 +17,11 @@ import { answerAndClose } from './raw-response.js';
 export function createConnectHandler(config: Config, logger: Logger, route: Router) {
   return (req: IncomingMessage, client: Duplex, head: Buffer): void => {
     client.on('error', () => client.destroy());
+    const badVersion = versionRefusal(req);
+    if (badVersion) {
+      refuse(client, statusFor(badVersion.code), JSON.stringify(errorBody(badVersion)));
+      return;
+    }
     const target = splitAuthority(req.url ?? '', 443);
     if (config.unmatched !== 'passthrough' || !target) {
       const err = new ConnectNotAllowedError(

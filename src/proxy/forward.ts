@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
 import type { Dispatcher } from '../undici.js';
+import { relayEarlyHints } from './early-hints.js';
 import { sendError } from './error-response.js';
 import { downstreamResponseHeaders } from './headers.js';
-import { relayEarlyHints } from './interim-responses.js';
 
 export interface ForwardRequest {
   /** Required for an Agent (passthrough); a Pool knows its origin. */

@@ -24,13 +24,8 @@ export interface ParsedTarget extends RequestTarget {
  * then wins over `Host:` (RFC 9112 §3.2.2).
  */
 export function parseTarget(req: IncomingMessage): ParsedTarget {
-  // Node's parser lets "HTTP/2.0" and "HTTP/0.9" request lines through, but this listener speaks
-  // HTTP/1.0 and HTTP/1.1 only (RFC 9112 §2.3): another version's request means something else.
-  if (req.httpVersionMajor !== 1 || req.httpVersionMinor > 1) {
-    throw new BadRequestError(
-      `HTTP/${req.httpVersionMajor}.${req.httpVersionMinor} is not spoken on this listener; use HTTP/1.1`,
-    );
-  }
+  const refusal = versionRefusal(req);
+  if (refusal) throw refusal;
   const url = req.url ?? '';
   const method = req.method ?? 'GET';
   // RFC 9112 §3.2: more than one Host is an error; another hop might route by the other one.
@@ -79,6 +74,18 @@ export function parseTarget(req: IncomingMessage): ParsedTarget {
     };
   }
   throw new BadRequestError('request target must be a path or an absolute http:// URL');
+}
+
+/**
+ * Why a request, CONNECT included, is refused for its HTTP version, or undefined for HTTP/1.0 and
+ * HTTP/1.1. Node's parser lets "HTTP/2.0" and "HTTP/0.9" request lines through, but this listener
+ * speaks those two only (RFC 9112 §2.3): another version's request means something else.
+ */
+export function versionRefusal(req: IncomingMessage): BadRequestError | undefined {
+  if (req.httpVersionMajor === 1 && req.httpVersionMinor <= 1) return undefined;
+  return new BadRequestError(
+    `HTTP/${req.httpVersionMajor}.${req.httpVersionMinor} is not spoken on this listener; use HTTP/1.1`,
+  );
 }
 
 /**

@@ -1,8 +1,8 @@
 import type { RouteConfig, TlsClient } from '../config/types.js';
 import { FileSet } from '../files/live-file.js';
+import { interimTolerantConnector } from '../interim-responses.js';
 import { type ConnectTls, liveTlsOptions } from '../tls.js';
 import { Agent, type Dispatcher, Pool } from '../undici.js';
-import { interimTolerantConnector } from './interim-responses.js';
 
 const PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
 /** Per origin, for passthrough traffic, which has no route to configure it. */
@@ -51,7 +51,7 @@ export class Upstreams {
       connect: interimTolerantConnector({ timeout: PASSTHROUGH_CONNECT_TIMEOUT_MS }),
       connections: PASSTHROUGH_MAX_CONNECTIONS,
       keepAliveTimeout: 4_000,
-      pipelining: 1, // as for routes (interim-responses.ts)
+      pipelining: 1, // as for routes (src/interim-responses.ts)
     });
   }
 
@@ -170,7 +170,7 @@ function newPool(origin: string, connect: ConnectTls, timeouts: Timeouts): Pool 
     headersTimeout: timeouts.responseMs,
     connections: timeouts.maxConnections,
     keepAliveTimeout: 4_000,
-    // One request at a time per connection: interim-responses.ts relies on it.
+    // One request at a time per connection: src/interim-responses.ts relies on it.
     pipelining: 1,
   });
 }

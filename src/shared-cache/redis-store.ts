@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createClient, createCluster } from '@redis/client';
+import { createClient, createCluster, ErrorReply } from '@redis/client';
 import type { SharedCacheConfig } from '../config/types.js';
 import { SharedCacheUnavailableError } from '../errors.js';
 import type { Token } from '../token-endpoint/token.js';
@@ -45,6 +45,11 @@ export class RedisStore implements SharedStore {
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #events: SharedStoreEvents;
+  readonly #cluster: boolean;
+  /** Cluster only: when Redis last answered a command (performance.now()). */
+  #answeredAt = 0;
+  /** Cluster only: a command is finding out whether a cluster that is down is back. */
+  #probing = false;
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #onUp = new Set<() => void>();
   /** Resolves once the subscriptions connection is first open (waiting needs it). */
@@ -57,6 +62,7 @@ export class RedisStore implements SharedStore {
     this.#prefix = config.keyPrefix;
     this.#timeoutMs = config.timeoutMs;
     this.#events = events;
+    this.#cluster = config.cluster;
     this.#client = newClient(config);
     this.#subscriber = newClient(config);
     this.#watch(this.#client, true, config.cluster);
@@ -243,10 +249,18 @@ export class RedisStore implements SharedStore {
 
   /** One command bounded by `timeout`; any failure is {@link SharedCacheUnavailableError}. */
   async #run<T>(op: string, command: () => Promise<T>): Promise<T> {
+    let probe = false;
     if (this.#state !== 'up') {
-      this.#events.operation?.(op, 'error');
-      throw new SharedCacheUnavailableError(`shared cache is ${this.#state}`);
+      // A cluster that is down may be back without a word (see #outcome): one command at a time
+      // goes to find out, the others go on alone at once.
+      probe = this.#cluster && this.#state === 'down' && !this.#probing;
+      if (!probe) {
+        this.#events.operation?.(op, 'error');
+        throw new SharedCacheUnavailableError(`shared cache is ${this.#state}`);
+      }
+      this.#probing = true;
     }
+    const sent = this.#cluster ? performance.now() : 0;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -258,10 +272,12 @@ export class RedisStore implements SharedStore {
     try {
       const result = await Promise.race([command(), timeout]);
       this.#events.operation?.(op, 'ok');
+      if (this.#cluster) this.#outcome(undefined, sent);
       return result;
     } catch (err) {
       const timedOut = err instanceof SharedCacheUnavailableError;
       this.#events.operation?.(op, timedOut ? 'timeout' : 'error');
+      if (this.#cluster) this.#outcome(err, sent);
       throw timedOut
         ? err
         : new SharedCacheUnavailableError(`shared cache command failed: ${(err as Error).message}`, {
@@ -269,6 +285,24 @@ export class RedisStore implements SharedStore {
           });
     } finally {
       clearTimeout(timer);
+      if (probe) this.#probing = false;
+    }
+  }
+
+  /**
+   * Cluster only: the state follows what commands meet, since a cluster client says nothing when
+   * every node hangs (no socket closes), and when every node is gone only once a topology refresh
+   * fails, seconds later (its node clients just keep reconnecting meanwhile).
+   * Redis answering, even with an error, means up; CLUSTERDOWN (no node serves the slot), a
+   * connection error or no answer in time means down, unless an answer came since the command
+   * was sent: on a loaded host one slow command is no outage.
+   */
+  #outcome(err: unknown, sent: number): void {
+    if (err === undefined || (err instanceof ErrorReply && !err.message.startsWith('CLUSTERDOWN'))) {
+      this.#answeredAt = performance.now();
+      this.#setState('up');
+    } else if (this.#answeredAt <= sent) {
+      this.#setState('down', (err as Error).message);
     }
   }
 

@@ -6,6 +6,7 @@ import {
   TokenResponseInvalidError,
 } from '../errors.js';
 import type { FileSet } from '../files/live-file.js';
+import { interimTolerantConnector } from '../interim-responses.js';
 import { liveTlsOptions } from '../tls.js';
 import { Agent, type Dispatcher, request } from '../undici.js';
 import { parseTokenResponse } from './parse-response.js';
@@ -108,7 +109,14 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
 }
 
 function newAgent(connect: ReturnType<ReturnType<typeof liveTlsOptions>>, timeout: number): Dispatcher {
-  return new Agent({ keepAliveTimeout: 30_000, connections: 4, connect: { ...connect, timeout } });
+  return new Agent({
+    keepAliveTimeout: 30_000,
+    connections: 4,
+    // An identity provider's unsolicited `100 Continue` must not fail the token request (RFC 9110
+    // §15.2); the filter doing that needs one request at a time per connection.
+    connect: interimTolerantConnector({ ...connect, timeout }),
+    pipelining: 1,
+  });
 }
 
 async function readCapped(body: Dispatcher.ResponseData['body'], max: number, credential: string) {

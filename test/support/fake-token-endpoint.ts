@@ -23,6 +23,11 @@ export type Behavior =
       tokenType?: string;
       /** Merged into the JSON response (e.g. scope, refresh_token, or overrides). */
       extra?: object;
+      /**
+       * Interim responses sent first, in this order: `100` an unsolicited `100 Continue`, `103`
+       * Early Hints with a Link (RFC 9110 §15.2: a client must take any number of them).
+       */
+      interim?: readonly (100 | 103)[];
     }
   | { kind: 'json'; status: number; body: unknown; headers?: Record<string, string> }
   | { kind: 'raw'; status: number; body: string; contentType?: string }
@@ -81,6 +86,10 @@ export async function startFakeTokenEndpoint(
         const accessToken = b.accessToken ?? `fake-${++counter}-${randomBytes(8).toString('hex')}`;
         issuedTokens.push(accessToken);
         record.status = 200;
+        for (const status of b.interim ?? []) {
+          if (status === 100) res.writeContinue();
+          else res.writeEarlyHints({ link: '</jwks.json>; rel=preload' });
+        }
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
         res.end(
           JSON.stringify({

@@ -1,32 +1,33 @@
 import { subscribe } from 'node:diagnostics_channel';
-import { maxHeaderSize, type ServerResponse } from 'node:http';
+import { maxHeaderSize } from 'node:http';
 import type { Socket } from 'node:net';
-import { buildConnector } from '../undici.js';
-import { downstreamResponseHeaders } from './headers.js';
+import { buildConnector } from './undici.js';
 
 /*
  * RFC 9110 §15.2: a client MUST be able to parse one or more 1xx responses received before the
  * final one, even if it did not expect any. undici's HTTP/1.1 parser passes 102 and 103 on, but
  * destroys the connection on any `100` (client-h1.js onHeadersComplete: 'bad response'), since it
  * never sends `Expect: 100-continue` itself. Servers send unsolicited 100s all the same, and each
- * one turned a request into a 502.
+ * one turned a proxied request into a 502, or a token request into a failure.
  *
- * So the upstream sockets undici reads are given a `read()` that drops `100` heads where a
- * response starts, before undici's parser sees them. Why this way:
+ * So the sockets undici reads (to upstreams and to token endpoints) are given a `read()` that
+ * drops `100` heads where a response starts, before undici's parser sees them. Why this way:
  * - It is where undici's parser takes its bytes (client-h1.js `readMore` and `resume` call
  *   `socket.read()`), on a socket we create and own: the filter edits exactly what the parser
  *   sees and nothing else; flow control and the stream buffer are untouched.
  * - It only looks while a response head must come: from the moment undici writes a request head
  *   (the documented `undici:client:sendHeaders` diagnostics channel, published with the socket)
- *   to the status line of the final response. With `pipelining: 1` (upstreams.ts) a response can
- *   start nowhere else, so a body that happens to hold "HTTP/1.1 100 …" is never touched.
+ *   to the status line of the final response. With `pipelining: 1` (proxy/upstreams.ts,
+ *   token-endpoint/post.ts) a response can start nowhere else, so a body that happens to hold
+ *   "HTTP/1.1 100 …" is never touched.
  * - Off that window a read costs a call and one boolean test; a response without 1xx costs one
  *   byte test (the status's first digit) and no copy; arming is one diagnostics message per
  *   request. A Transform stream in front of undici would copy
  *   every body byte; retrying after the 'bad response' error cannot work once a streamed body is
  *   spent; forwarding with node:http costs more CPU per request; undici's parser is private.
- * test/e2e/review-interim.test.ts and test/unit/proxy/interim-responses.test.ts fail if an undici
- * upgrade stops reading this way or stops publishing that message.
+ * Used by proxy/ and token-endpoint/, hence here, above both. test/e2e/review-interim.test.ts,
+ * test/e2e/token-endpoint-interim.test.ts and test/unit/interim-responses.test.ts fail if an
+ * undici upgrade stops reading this way or stops publishing that message.
  */
 
 /** The socket symbol that holds a connection's filter. */
@@ -189,23 +190,4 @@ function headEnd(data: Buffer, at: number): number {
     lf = data.indexOf(LF, lf + 1);
   }
   return -1;
-}
-
-/**
- * Passes an upstream's 103 Early Hints (RFC 8297) on to the app while its response has not
- * started. Never to an HTTP/1.0 client, which cannot take a 1xx (RFC 9110 §15.2); never without
- * `Link`, the only thing hints are for.
- */
-export function relayEarlyHints(
-  res: ServerResponse,
-  headers: Record<string, string | string[] | undefined>,
-): void {
-  if (headers['link'] === undefined || res.headersSent || res.destroyed) return;
-  const req = res.req;
-  if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) return;
-  try {
-    res.writeEarlyHints(downstreamResponseHeaders(headers) as Record<string, string | string[]>);
-  } catch {
-    // A Link value Node refuses to write (ERR_INVALID_ARG_VALUE): hints are advice, drop them.
-  }
 }

@@ -1,12 +1,12 @@
 // The filter that keeps unsolicited `100 Continue` heads away from undici's parser
-// (src/proxy/interim-responses.ts): byte streams cut at every possible place, then a real undici
+// (src/interim-responses.ts): byte streams cut at every possible place, then a real undici
 // Client on one connection to a raw TCP server, as the proxy's pools use it.
 import { maxHeaderSize } from 'node:http';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Client } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { InterimFilter, interimTolerantConnector } from '../../../src/proxy/interim-responses.js';
+import { InterimFilter, interimTolerantConnector } from '../../src/interim-responses.js';
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 const PROCESSING = 'HTTP/1.1 102 Processing\r\n\r\n';
