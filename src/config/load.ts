@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import type { ConfigSources } from './interpolate.js';
 import type { Config } from './types.js';
 import { validateConfig } from './validate.js';
+import { parseYaml } from './yaml.js';
 
 export type { ConfigSources } from './interpolate.js';
 
@@ -19,24 +19,9 @@ export function parseConfigText(
   text: string,
   sources: ConfigSources,
 ): { config?: Config; problems: ConfigProblem[] } {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
-  if (doc.errors.length > 0) {
-    return {
-      problems: doc.errors.map((e) => ({
-        path: (({ line, col }) => `line ${line}, column ${col}`)(lineCounter.linePos(e.pos[0])),
-        message: `YAML syntax: ${e.message.split('\n')[0]}`,
-      })),
-    };
-  }
-  let raw: unknown;
-  try {
-    raw = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    // An alias without its anchor, or an alias bomb: a problem to report, never a crash.
-    return { problems: [{ path: '', message: `YAML: ${(err as Error).message.split('\n')[0]}` }] };
-  }
-  return validateConfig(raw, sources);
+  const { value, problems } = parseYaml(text);
+  if (problems.length > 0) return { problems };
+  return validateConfig(value, sources);
 }
 
 /** Every problem in a configuration text; empty when it is valid. */

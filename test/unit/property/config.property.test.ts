@@ -7,11 +7,12 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseDocument, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import type { ConfigSources } from '../../../src/config/interpolate.js';
 import { parseConfigText } from '../../../src/config/load.js';
 import type { Config } from '../../../src/config/types.js';
 import { CREDENTIAL_KEYS } from '../../../src/config/validate-credential.js';
+import { parseYaml } from '../../../src/config/yaml.js';
 import type { ConfigProblem } from '../../../src/errors.js';
 
 const RUNS = 200;
@@ -218,14 +219,9 @@ function canonical(config: Config): string {
 }
 
 /** What the loader's YAML step hands to the validator, or undefined when it cannot. */
-function yamlInput(text: string): { input?: unknown; threw?: unknown } {
-  try {
-    const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
-    if (doc.errors.length > 0) return {};
-    return { input: doc.toJS({ maxAliasCount: 100 }) };
-  } catch (err) {
-    return { threw: err };
-  }
+function yamlInput(text: string): { input?: unknown } {
+  const { value, problems } = parseYaml(text);
+  return problems.length > 0 ? {} : { input: value };
 }
 
 /**
