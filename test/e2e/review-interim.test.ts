@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FakeTokenEndpoint, startFakeTokenEndpoint } from '../support/fake-token-endpoint.js';
 import { startInjector, type TestInjector } from '../support/injector.js';
 import { watchSecret } from '../support/leak-watch.js';
+import { turn, writePieces } from '../support/socket-pieces.js';
 import { startTokenGate, type TokenGate } from '../support/token-gate.js';
 
 const HOST = 'orders.test';
@@ -93,22 +94,6 @@ async function startInterimUpstream(script: (path: string) => Script): Promise<I
         server.closeAllConnections();
       }),
   };
-}
-
-/** Each piece in its own write and its own read at the other end (a poll phase in between). */
-async function writePieces(socket: Socket, pieces: readonly string[]): Promise<void> {
-  for (const piece of pieces) {
-    await new Promise<void>((resolve, reject) =>
-      socket.write(piece, (err) => (err ? reject(err) : resolve())),
-    );
-    await turn();
-  }
-}
-
-/** Until the event loop has been through its poll phase once more. */
-async function turn(): Promise<void> {
-  await new Promise<void>((resolve) => setImmediate(resolve));
-  await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
 let fake: FakeTokenEndpoint;

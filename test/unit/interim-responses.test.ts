@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { Client } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InterimFilter, interimTolerantConnector } from '../../src/interim-responses.js';
+import { writePieces } from '../support/socket-pieces.js';
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 const PROCESSING = 'HTTP/1.1 102 Processing\r\n\r\n';
@@ -248,20 +249,4 @@ function takeRequest(data: Buffer): { length: number; seen: { head: string; body
     body.push(data.subarray(lineEnd + 2, lineEnd + 2 + size));
     at = end;
   }
-}
-
-/** Each piece in its own write and its own read at the other end (a poll phase in between). */
-async function writePieces(socket: Socket, pieces: readonly string[]): Promise<void> {
-  for (const piece of pieces) {
-    await new Promise<void>((resolve, reject) =>
-      socket.write(piece, (err) => (err ? reject(err) : resolve())),
-    );
-    await turn();
-  }
-}
-
-/** Until the event loop has been through its poll phase once more. */
-async function turn(): Promise<void> {
-  await new Promise<void>((resolve) => setImmediate(resolve));
-  await new Promise<void>((resolve) => setImmediate(resolve));
 }
