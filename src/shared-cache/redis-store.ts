@@ -45,10 +45,9 @@ export class RedisStore implements SharedStore {
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #events: SharedStoreEvents;
-  readonly #cluster: boolean;
-  /** Cluster only: when Redis last answered a command (performance.now()). */
+  /** When Redis last answered a command (performance.now()). */
   #answeredAt = 0;
-  /** Cluster only: a command is finding out whether a cluster that is down is back. */
+  /** A command is finding out whether a server that is down is back. */
   #probing = false;
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #onUp = new Set<() => void>();
@@ -62,7 +61,6 @@ export class RedisStore implements SharedStore {
     this.#prefix = config.keyPrefix;
     this.#timeoutMs = config.timeoutMs;
     this.#events = events;
-    this.#cluster = config.cluster;
     this.#client = newClient(config);
     this.#subscriber = newClient(config);
     this.#watch(this.#client, true, config.cluster);
@@ -251,16 +249,16 @@ export class RedisStore implements SharedStore {
   async #run<T>(op: string, command: () => Promise<T>): Promise<T> {
     let probe = false;
     if (this.#state !== 'up') {
-      // A cluster that is down may be back without a word (see #outcome): one command at a time
+      // A server that is down may be back without a word (see #outcome): one command at a time
       // goes to find out, the others go on alone at once.
-      probe = this.#cluster && this.#state === 'down' && !this.#probing;
+      probe = this.#state === 'down' && !this.#probing;
       if (!probe) {
         this.#events.operation?.(op, 'error');
         throw new SharedCacheUnavailableError(`shared cache is ${this.#state}`);
       }
       this.#probing = true;
     }
-    const sent = this.#cluster ? performance.now() : 0;
+    const sent = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -272,12 +270,12 @@ export class RedisStore implements SharedStore {
     try {
       const result = await Promise.race([command(), timeout]);
       this.#events.operation?.(op, 'ok');
-      if (this.#cluster) this.#outcome(undefined, sent);
+      this.#outcome(undefined, sent);
       return result;
     } catch (err) {
       const timedOut = err instanceof SharedCacheUnavailableError;
       this.#events.operation?.(op, timedOut ? 'timeout' : 'error');
-      if (this.#cluster) this.#outcome(err, sent);
+      this.#outcome(err, sent);
       throw timedOut
         ? err
         : new SharedCacheUnavailableError(`shared cache command failed: ${(err as Error).message}`, {
@@ -290,9 +288,9 @@ export class RedisStore implements SharedStore {
   }
 
   /**
-   * Cluster only: the state follows what commands meet, since a cluster client says nothing when
-   * every node hangs (no socket closes), and when every node is gone only once a topology refresh
-   * fails, seconds later (its node clients just keep reconnecting meanwhile).
+   * The state also follows what commands meet, since a client says nothing when its server hangs
+   * (no socket closes), and a cluster client learns that every node is gone only once a topology
+   * refresh fails, seconds later (its node clients just keep reconnecting meanwhile).
    * Redis answering, even with an error, means up; CLUSTERDOWN (no node serves the slot), a
    * connection error or no answer in time means down, unless an answer came since the command
    * was sent: on a loaded host one slow command is no outage.
