@@ -1,10 +1,11 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: the configuration uses the literal ${env:} syntax
 // Issue 10, the listener findings: sockets of refused clients are closed for good (no fd kept in
 // FIN-WAIT-2), a connection limit, header lists refused whole instead of truncated, the token
-// placed first, a bounded upstream pool and replay memory, WebSocket upgrades refused, the host a
+// placed first, a bounded upstream pool and replay memory, WebSocket upgrades forwarded, the host a
 // forward-mode request was routed by in the access log, and SIGHUP not killing the proxy.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { request } from 'undici';
@@ -47,6 +48,22 @@ async function upstream(...args: Parameters<typeof startFaultUpstream>): Promise
   const up = await startFaultUpstream(...args);
   cleanups.push(() => up.close());
   return up;
+}
+
+/** A GET whose response headers have arrived and whose body is still streaming; abort() leaves. */
+function streamingResponse(proxyUrl: string, path: string): Promise<{ status: number; abort(): void }> {
+  const proxy = new URL(proxyUrl);
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      { host: proxy.hostname, port: proxy.port, path, headers: { host: HOST }, agent: false },
+      (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, abort: () => req.destroy() });
+      },
+    );
+    req.once('error', reject);
+    cleanups.push(() => req.destroy());
+  });
 }
 
 async function injector(
@@ -252,19 +269,27 @@ describe('request header lists (finding 3)', () => {
 
 describe('bounded upstream connections and replay memory (finding 10)', () => {
   it('upstream_max_connections: requests beyond it queue, and a queued request that waits past response_timeout gets 504 without reaching the upstream', async () => {
-    const up = await upstream({ kind: 'hang' });
+    // The two connections stay busy with responses that never end (headers came, so no timeout
+    // applies to them): the queued requests can only time out in the queue, whatever the timing.
+    const up = await upstream((req) =>
+      req.path.startsWith('/held/') ? { kind: 'drip', chunkBytes: 1, intervalMs: 100 } : { kind: 'echo' },
+    );
     const proxy = await injector(up, {
       route: { upstream_max_connections: 2, response_timeout: '700ms' },
     });
-    const answers = Array.from({ length: 5 }, (_, i) =>
-      plainRequest(proxy.url, `/slow/${i}`, { headers: { host: HOST } }),
+    const held = await Promise.all([0, 1].map((i) => streamingResponse(proxy.url, `/held/${i}`)));
+    expect(held.map((h) => h.status)).toEqual([200, 200]);
+    const queued = await Promise.all(
+      Array.from({ length: 3 }, (_, i) =>
+        plainRequest(proxy.url, `/queued/${i}`, { headers: { host: HOST } }),
+      ),
     );
-    const results = await Promise.all(answers);
-    expect(results.map((r) => r.status)).toEqual([504, 504, 504, 504, 504]);
-    for (const r of results) expect(r.json()).toMatchObject({ error: 'upstream_timeout', route: 'api' });
-    // Only as many requests as connections ever reached the upstream; the rest timed out queued.
-    expect(up.requests).toHaveLength(2);
-    expect(up.totalConnections).toBeLessThanOrEqual(5);
+    expect(queued.map((r) => r.status)).toEqual([504, 504, 504]);
+    for (const r of queued) expect(r.json()).toMatchObject({ error: 'upstream_timeout', route: 'api' });
+    // Only the two that had connections ever reached the upstream.
+    expect(up.requests.map((r) => r.path).sort()).toEqual(['/held/0', '/held/1']);
+    expect(up.totalConnections).toBe(2);
+    for (const h of held) h.abort();
   });
 
   it('upstream_max_connections: queued requests are served as connections free up', async () => {
@@ -344,21 +369,29 @@ describe('bounded upstream connections and replay memory (finding 10)', () => {
 });
 
 describe('usability findings on the listener (finding 12)', () => {
-  it('a WebSocket upgrade is refused with 501 and a JSON error, never answered as a plain request', async () => {
+  it('a WebSocket upgrade is forwarded as an upgrade with the token, and a non-101 answer relayed (test/e2e/websocket.test.ts has the rest)', async () => {
     const up = await upstream();
     const proxy = await injector(up);
+    const key = randomBytes(16).toString('base64');
     const res = await plainRequest(proxy.url, '/socket', {
       headers: {
         host: HOST,
         connection: 'Upgrade',
         upgrade: 'websocket',
-        'sec-websocket-key': randomBytes(16).toString('base64'),
+        'sec-websocket-key': key,
         'sec-websocket-version': '13',
       },
     });
-    expect(res.status).toBe(501);
-    expect(res.json()).toMatchObject({ error: 'upgrade_not_supported' });
-    expect(up.requests).toHaveLength(0);
+    // This upstream speaks no WebSocket: it answers the upgrade as a plain request (200).
+    expect(res.status).toBe(200);
+    expect(res.json()).toMatchObject({ path: '/socket', authorization: `Bearer ${TOKEN}` });
+    expect(up.requests).toHaveLength(1);
+    expect(up.requests[0]!.headers).toMatchObject({
+      connection: 'upgrade',
+      upgrade: 'websocket',
+      'sec-websocket-key': key,
+      'sec-websocket-version': '13',
+    });
   });
 
   it('an h2c upgrade offer is ignored (RFC 9110 §7.8 lets a server do so) and the request is served', async () => {
