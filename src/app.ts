@@ -2,16 +2,21 @@ import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
 import { Metrics } from './admin/metrics.js';
 import { type AdminServer, startAdminServer } from './admin/server.js';
-import type { Config } from './config/types.js';
+import type { Config, TlsInterceptConfig } from './config/types.js';
 import { Credentials } from './credentials/credentials.js';
 import type { TokenSource } from './credentials/token-source.js';
 import { createLogger, type Logger } from './log.js';
-import { createConnectHandler } from './proxy/connect.js';
+import { type ConnectInterception, createConnectHandler } from './proxy/connect.js';
 import { createProxyHandler } from './proxy/handler.js';
+import { createInterceptor } from './proxy/intercept.js';
 import { type ProxyServer, startProxyServer } from './proxy/server.js';
+import { createUpgradeHandler } from './proxy/upgrade.js';
 import { Upstreams } from './proxy/upstreams.js';
+import { createWebSocketHandler } from './proxy/websocket.js';
+import { createRoutedHosts } from './router/routed-hosts.js';
 import { createRouter } from './router/router.js';
 import type { SharedCache } from './shared-cache/shared-cache.js';
+import { openInterception } from './tls-intercept/open.js';
 
 export interface StartOptions {
   /** Where log lines go; defaults to stdout. Tests pass a capturing stream. */
@@ -62,11 +67,16 @@ export async function startTokenInjector(
       readiness: { serving: () => serving, prefetch },
       ...(sharedCache ? { sharedCache } : {}),
     });
+    const interception = config.tlsIntercept
+      ? await openConnectInterception(config, config.tlsIntercept, metrics, logger)
+      : undefined;
+    const proxyDeps = { config, credentials, upstreams, metrics, logger, router };
     proxy = await startProxyServer(
       config.listen,
       config.limits,
-      createProxyHandler({ config, credentials, upstreams, metrics, logger, router }),
-      createConnectHandler(config, logger, router),
+      createProxyHandler(proxyDeps),
+      createConnectHandler(config, logger, router, interception),
+      createUpgradeHandler(createWebSocketHandler(proxyDeps)),
       { connectionDropped: dropCounter(metrics, logger) },
     );
     serving = true;
@@ -133,6 +143,38 @@ export async function openSharedCache(
 ): Promise<SharedCache> {
   const { SharedCache } = await import('./shared-cache/shared-cache.js');
   return new SharedCache(config, deps);
+}
+
+/**
+ * HTTPS interception (`tls_intercept`): the X.509 library and the CA are loaded only now, so a
+ * proxy without it never loads them.
+ */
+async function openConnectInterception(
+  config: Config,
+  tlsIntercept: TlsInterceptConfig,
+  metrics: Metrics,
+  logger: Logger,
+): Promise<ConnectInterception> {
+  const certificates = await openInterception(tlsIntercept);
+  metrics.enableInterception(certificates.stats);
+  logger.info(
+    {
+      event: 'tls_intercept',
+      ca: certificates.ca.subject,
+      ca_sha256: certificates.ca.fingerprint256,
+      ca_not_after: certificates.ca.notAfter.toISOString(),
+    },
+    'CONNECT to routed hosts is intercepted with certificates from this CA',
+  );
+  return {
+    routedHost: createRoutedHosts(config.routes),
+    intercept: createInterceptor({
+      certificates,
+      metrics,
+      logger,
+      handshakeTimeoutMs: config.limits.headersTimeoutMs,
+    }),
+  };
 }
 
 /** Counts every dropped connection; logs at most one warning a minute, so a flood is not a log flood. */

@@ -16,12 +16,13 @@ export type ErrorCode =
   | 'connect_not_allowed'
   | 'proxy_loop'
   | 'bad_request'
+  | 'misdirected_request'
   | 'too_many_headers'
   | 'shared_cache_unavailable'
-  | 'upgrade_not_supported'
   | 'expectation_failed'
   | 'unknown_credential'
   | 'internal_error'
+  | 'certificate_unavailable'
   | 'assertion_missing'
   | 'assertion_expired'
   | 'assertion_invalid'
@@ -149,14 +150,17 @@ export class BadRequestError extends TokenInjectorError {
   readonly code = 'bad_request' as const;
 }
 
+/**
+ * A request on an intercepted connection for another host than the one the connection was
+ * opened (CONNECT) and its certificate made for (RFC 9110 §15.5.20): it needs its own connection.
+ */
+export class MisdirectedRequestError extends TokenInjectorError {
+  readonly code = 'misdirected_request' as const;
+}
+
 /** More header fields than `limits.max_headers`: refused whole, never truncated. */
 export class TooManyHeadersError extends TokenInjectorError {
   readonly code = 'too_many_headers' as const;
-}
-
-/** A protocol upgrade (WebSocket) the proxy cannot carry yet: refused, never silently downgraded. */
-export class UpgradeNotSupportedError extends TokenInjectorError {
-  readonly code = 'upgrade_not_supported' as const;
 }
 
 /** An `Expect` other than `100-continue`, which no one on the way can promise (RFC 9110 §10.1.1). */
@@ -179,6 +183,23 @@ export class SharedCacheUnavailableError extends TokenInjectorError {
 /** A bug in token-injector: never expected, always answered with 500 rather than a crash. */
 export class InternalError extends TokenInjectorError {
   readonly code = 'internal_error' as const;
+}
+
+/**
+ * No leaf certificate could be minted for an intercepted host: the interception CA is outside
+ * its validity (it expired while we ran), or the host cannot be named in a certificate (the
+ * caller should have refused it). Never a problem of the app's request: the proxy's own (500).
+ */
+export class CertificateMintError extends TokenInjectorError {
+  readonly code = 'certificate_unavailable' as const;
+  readonly host: string;
+  readonly reason: 'ca_expired' | 'ca_not_yet_valid' | 'host_not_certifiable';
+
+  constructor(host: string, reason: CertificateMintError['reason'], message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.host = host;
+    this.reason = reason;
+  }
 }
 
 /** A route whose credential exchanges the app's assertion got a request without it. */

@@ -5,5 +5,4 @@
  * Bun as `token-injector@bun`).
  */
 
-export type { Dispatcher } from 'undici/index.js';
-export { Agent, buildConnector, Pool, request } from 'undici/index.js';
+export { Agent, buildConnector, Dispatcher, Pool, request } from 'undici/index.js';

@@ -91,6 +91,12 @@ export class Metrics {
     labelNames: ['credential'] as const,
     registers: [],
   });
+  readonly interceptedConnections = new Counter({
+    name: `${PREFIX}intercepted_connections_total`,
+    help: 'CONNECT tunnels terminated with a minted certificate (tls_intercept), by outcome: ok (handshake done), handshake_failed (the app refused the certificate or left), mint_failed.',
+    labelNames: ['outcome'] as const,
+    registers: [],
+  });
   readonly connectionsDropped = new Counter({
     name: `${PREFIX}connections_dropped_total`,
     help: 'Client connections closed at accept because limits.max_connections were open.',
@@ -110,6 +116,25 @@ export class Metrics {
     this.registry.registerMetric(this.sharedCacheUp);
     this.registry.registerMetric(this.sharedCacheOperations as Counter<string>);
     this.registry.registerMetric(this.sharedCacheFetchesAvoided as Counter<string>);
+  }
+
+  /**
+   * The interception metrics appear only when `tls_intercept` is configured. Certificates are
+   * counted by the leaf cache; the counter catches up with it when read.
+   */
+  enableInterception(leaves: { readonly minted: number }): void {
+    if (this.registry.getSingleMetric(`${PREFIX}intercepted_connections_total`)) return;
+    this.registry.registerMetric(this.interceptedConnections as Counter<string>);
+    let reported = 0;
+    new Counter({
+      name: `${PREFIX}intercept_certificates_minted_total`,
+      help: 'Leaf certificates minted from the interception CA (each reused until near its expiry).',
+      registers: [this.registry],
+      collect() {
+        this.inc(leaves.minted - reported);
+        reported = leaves.minted;
+      },
+    });
   }
 
   constructor(options: { processMetrics?: boolean } = {}) {

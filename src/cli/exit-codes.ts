@@ -9,4 +9,6 @@ export const EXIT = {
   tokenFailed: 3,
   /** `run`: the proxy could not start (e.g. the port is taken). */
   startFailed: 4,
+  /** `ca init`: the CA was not written (a file is already there, or DIR cannot be written). */
+  caInitFailed: 5,
 } as const;

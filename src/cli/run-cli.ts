@@ -15,6 +15,9 @@ Usage:
   token-injector run --config FILE        start the proxy and admin listeners
   token-injector validate --config FILE   check a configuration; print every problem
   token-injector token NAME --config FILE print one access token of credential NAME
+  token-injector ca init --dir DIR [--permit HOST]...
+                                          create the CA for HTTPS interception
+                                          (tls_intercept); see ca --help
   token-injector --help | --version
 
 Options:
@@ -31,6 +34,8 @@ Exit codes:
   2  bad command-line usage
   3  token: no token could be obtained (the reason is printed)
   4  run: the proxy could not start (for example, the port is in use)
+  5  ca init: the CA was not written (a file is already there, or DIR
+     cannot be written)
 
 Signals (run): SIGTERM or SIGINT stops accepting connections, lets in-flight
 requests finish (up to shutdown_timeout) and exits 0; a second one exits at
@@ -52,6 +57,11 @@ const processIo: CliIo = {
 
 /** Runs one command; resolves with the exit code (for `run`, once the proxy has stopped). */
 export async function runCli(argv: string[], io: CliIo = processIo): Promise<number> {
+  if (argv[0] === 'ca') {
+    // Its own options, and the X.509 library that no other command needs: loaded on use.
+    const { runCaCommand } = await import('./ca-init.js');
+    return runCaCommand(argv.slice(1), io);
+  }
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(argv);

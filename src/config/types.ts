@@ -4,6 +4,8 @@ import type { ConfigProblem } from '../errors.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 export type UnmatchedPolicy = 'deny' | 'passthrough';
+/** How a route speaks to its upstream: HTTP/1.1, or HTTP/2 (h2 by ALPN over TLS, h2c over http://). */
+export type UpstreamProtocol = 'http1' | 'http2';
 export type ClientAuthMethod =
   | 'client_secret_basic'
   | 'client_secret_post'
@@ -178,6 +180,8 @@ export interface RouteConfig {
    * overlong UTF-8, `%252e`); false sends them verbatim.
    */
   readonly strictPath: boolean;
+  /** `http2`: one multiplexed HTTP/2 session per upstream instead of a pool of HTTP/1.1 connections. */
+  readonly upstreamProtocol: UpstreamProtocol;
 }
 
 /** Limits of the proxy listener, against slow or oversized clients. */
@@ -185,6 +189,8 @@ export interface ListenerLimits {
   readonly maxHeaderSize: number;
   readonly headersTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** A WebSocket or CONNECT tunnel with no traffic either way for this long is closed. */
+  readonly tunnelIdleTimeoutMs: number;
   /** 0: no limit on the whole request (uploads may be long). */
   readonly requestTimeoutMs: number;
   /** Requests with more header fields are answered 431, never truncated. */
@@ -212,6 +218,16 @@ export interface SharedCacheConfig {
   readonly cluster: boolean;
 }
 
+/** `tls_intercept`: HTTPS interception of CONNECT with leaves minted from this CA. */
+export interface TlsInterceptConfig {
+  /** PEM: the issuing CA first, then any certificates of its chain; read once at load. */
+  readonly caCert: FileBacked;
+  /** PEM (or JWK) private key of the issuing CA; its file is readable by its owner only. */
+  readonly caKey: FileBacked;
+  /** Lifetime of a minted leaf, cut to the CA's own end. */
+  readonly leafLifetimeMs: number;
+}
+
 export interface Config {
   readonly listen: ListenAddress;
   /** A `listen` beyond loopback was explicitly allowed. */
@@ -226,6 +242,8 @@ export interface Config {
   readonly routes: readonly RouteConfig[];
   /** Undefined: every replica keeps its tokens to itself. */
   readonly sharedCache?: SharedCacheConfig;
+  /** Undefined: CONNECT is never intercepted. */
+  readonly tlsIntercept?: TlsInterceptConfig;
   /** Things that work but should be changed (e.g. a secret written inline); never fatal. */
   readonly warnings: readonly ConfigProblem[];
 }

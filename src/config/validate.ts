@@ -13,9 +13,11 @@ import type {
   RouteMatch,
   TokenScope,
   UnmatchedPolicy,
+  UpstreamProtocol,
 } from './types.js';
 import { credential, credentialDependencies, usesRequestHeader } from './validate-credential.js';
 import { sharedCache } from './validate-shared-cache.js';
+import { tlsIntercept } from './validate-tls-intercept.js';
 
 type Obj = Record<string, unknown>;
 
@@ -30,6 +32,7 @@ const TOP_KEYS = [
   'credentials',
   'routes',
   'shared_cache',
+  'tls_intercept',
 ];
 const ROUTE_KEYS = [
   'name',
@@ -50,8 +53,10 @@ const ROUTE_KEYS = [
   'upstream_max_connections',
   'allow_insecure_http',
   'strict_path',
+  'upstream_protocol',
 ];
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error'];
+const UPSTREAM_PROTOCOLS: readonly UpstreamProtocol[] = ['http1', 'http2'];
 /** Headers that must not be chosen for injection: they are connection-level or routing-level. */
 const UNINJECTABLE_HEADERS = new Set([
   'host',
@@ -76,6 +81,7 @@ export const DEFAULTS = {
   maxHeaderSize: 16 * 1024,
   headersTimeoutMs: 30_000,
   idleTimeoutMs: 5_000,
+  tunnelIdleTimeoutMs: 5 * 60_000,
   requestTimeoutMs: 5 * 60_000,
   replayBufferBytes: 64 * 1024,
   upstreamConnectTimeoutMs: 10_000,
@@ -160,6 +166,7 @@ export function validateConfig(
   }
 
   const shared = sharedCache(c, root);
+  const intercept = tlsIntercept(c, root);
 
   if (c.problems.length > 0) return { problems: c.problems };
   const config: Config = Object.freeze({
@@ -173,6 +180,7 @@ export function validateConfig(
     credentials,
     routes: Object.freeze(routes),
     ...(shared ? { sharedCache: shared } : {}),
+    ...(intercept ? { tlsIntercept: intercept } : {}),
     warnings: Object.freeze([...c.warnings]),
   });
   return { config, problems: [] };
@@ -219,6 +227,7 @@ function route(c: Checker, i: number, value: unknown, credentials: Obj): RouteCo
   const allowInsecureHttp = c.boolean(obj, 'allow_insecure_http', path, false);
   if (upstream && !allowInsecureHttp) insecureHttp(c, upstream, join(path, 'upstream'), 'a route');
   const strictPath = c.boolean(obj, 'strict_path', path, true);
+  const upstreamProtocol = c.oneOf(obj, 'upstream_protocol', path, UPSTREAM_PROTOCOLS, 'http1');
   const retryOn401 = c.boolean(obj, 'retry_on_401', path, false);
   const replayBufferBytes = c.size(obj, 'replay_buffer', path, DEFAULTS.replayBufferBytes);
   const connectTimeoutMs = positive(c, obj, 'connect_timeout', path, DEFAULTS.upstreamConnectTimeoutMs);
@@ -248,6 +257,7 @@ function route(c: Checker, i: number, value: unknown, credentials: Obj): RouteCo
     upstreamMaxConnections,
     allowInsecureHttp,
     strictPath,
+    upstreamProtocol,
   };
 }
 
@@ -386,6 +396,7 @@ function listenerLimits(c: Checker, root: Obj): ListenerLimits {
     'max_headers',
     'headers_timeout',
     'idle_timeout',
+    'tunnel_idle_timeout',
     'request_timeout',
     'max_connections',
     'replay_buffer_total',
@@ -398,6 +409,7 @@ function listenerLimits(c: Checker, root: Obj): ListenerLimits {
     maxHeaders: c.integer(obj, 'max_headers', 'limits', DEFAULTS.maxHeaders, { min: 8, max: 10_000 }),
     headersTimeoutMs: positive(c, obj, 'headers_timeout', 'limits', DEFAULTS.headersTimeoutMs),
     idleTimeoutMs: positive(c, obj, 'idle_timeout', 'limits', DEFAULTS.idleTimeoutMs),
+    tunnelIdleTimeoutMs: positive(c, obj, 'tunnel_idle_timeout', 'limits', DEFAULTS.tunnelIdleTimeoutMs),
     requestTimeoutMs: c.duration(obj, 'request_timeout', 'limits', DEFAULTS.requestTimeoutMs),
     maxConnections: c.integer(obj, 'max_connections', 'limits', DEFAULTS.maxConnections, {
       min: 1,

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { type ErrorCode, isTransient, TokenError, type TokenInjectorError } from '../errors.js';
+import { type ErrorCode, InternalError, isTransient, TokenError, TokenInjectorError } from '../errors.js';
 
 /** Seconds a client is asked to wait when the identity provider cannot be reached. */
 const RETRY_AFTER_SECONDS = 5;
@@ -13,10 +13,10 @@ export function statusFor(code: ErrorCode): number {
     case 'assertion_missing':
     case 'assertion_expired':
       return 401;
+    case 'misdirected_request':
+      return 421;
     case 'too_many_headers':
       return 431;
-    case 'upgrade_not_supported':
-      return 501;
     case 'expectation_failed':
       return 417;
     case 'route_not_found':
@@ -38,6 +38,7 @@ export function statusFor(code: ErrorCode): number {
     case 'config_invalid':
     case 'unknown_credential':
     case 'internal_error':
+    case 'certificate_unavailable':
       return 500;
   }
 }
@@ -89,4 +90,10 @@ export function sendError(res: ServerResponse, err: TokenInjectorError, extra?: 
   res.writeHead(status, headers);
   res.end(body);
   return status;
+}
+
+/** A failure as a known error: anything unexpected is an internal error (500), never a crash. */
+export function asKnown(err: unknown): TokenInjectorError {
+  if (err instanceof TokenInjectorError) return err;
+  return new InternalError(`unexpected error: ${(err as Error).message}`, { cause: err });
 }

@@ -1,9 +1,11 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Duplex } from 'node:stream';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js';
 import type { Dispatcher } from '../undici.js';
 import { relayEarlyHints } from './early-hints.js';
 import { sendError } from './error-response.js';
-import { downstreamResponseHeaders } from './headers.js';
+import { clientTakesTrailers, downstreamResponseHeaders } from './headers.js';
 
 export interface ForwardRequest {
   /** Required for an Agent (passthrough); a Pool knows its origin. */
@@ -33,6 +35,12 @@ export interface ForwardObserver {
   onUpstreamResponse?(status: number, headers: Record<string, string | string[]>): boolean;
   /** Called once when the exchange is over. */
   onForwarded(outcome: ForwardOutcome): void;
+  /**
+   * The upstream switched protocols (`101`) on a request sent by {@link forwardUpgrade}: the
+   * socket is the observer's from now on. Returns the outcome to report (the status relayed, or
+   * {@link CLIENT_CLOSED}), which {@link onForwarded} then receives.
+   */
+  onUpgrade?(statusCode: number, headers: IncomingHttpHeaders, upstream: Duplex): number;
 }
 
 /**
@@ -91,12 +99,48 @@ export function forwarded(
   return new Promise((resolve) => forward(dispatcher, req, res, fwd, { onForwarded: resolve }));
 }
 
+/**
+ * {@link forward} for a request that asks to switch protocols (RFC 9110 §7.8): the upstream's
+ * `101` goes to `observer.onUpgrade` with the upstream socket; any other answer is relayed to
+ * `res` like a plain response, retry decision (`onUpstreamResponse`) included.
+ */
+export function forwardUpgrade(
+  dispatcher: Dispatcher,
+  req: IncomingMessage,
+  res: ServerResponse,
+  fwd: ForwardRequest & { readonly protocol: string },
+  observer: ForwardObserver & Required<Pick<ForwardObserver, 'onUpgrade'>>,
+): void {
+  const handler = new ForwardHandler(res, fwd, observer);
+  let accepted: boolean;
+  try {
+    accepted = dispatcher.dispatch(
+      {
+        ...(fwd.origin !== undefined ? { origin: fwd.origin } : {}),
+        path: fwd.path,
+        method: req.method as Dispatcher.HttpMethod,
+        headers: fwd.headers,
+        body: null,
+        // undici writes `Connection: upgrade` and `Upgrade: <protocol>` itself.
+        upgrade: fwd.protocol,
+      },
+      handler,
+    );
+  } catch (err) {
+    handler.onResponseError(undefined, err as Error);
+    return;
+  }
+  if (!accepted && fwd.queueTimeoutMs !== undefined) handler.bound(fwd.queueTimeoutMs);
+}
+
 const clientClosed = () => new Error('client closed the connection');
 
 class ForwardHandler implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined;
   #status = 0;
   #discarding = false;
+  /** The headers of a gRPC trailers-only response, until the stream ends. */
+  #held: OutgoingHttpHeaders | undefined;
   #done = false;
   readonly #res: ServerResponse;
   readonly #fwd: ForwardRequest;
@@ -153,11 +197,39 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       return;
     }
     this.#status = statusCode;
-    this.#res.writeHead(statusCode, downstreamResponseHeaders(headers));
+    const out = downstreamResponseHeaders(headers);
+    // A gRPC status among the headers is a trailers-only response (gRPC's PROTOCOL-HTTP2.md):
+    // an HTTP/2 client must get it as the one HEADERS frame that ends the stream, so it is held
+    // until the end (or a body, which a trailers-only response never has).
+    if (headers['grpc-status'] !== undefined && this.#res.req.httpVersionMajor === 2) {
+      this.#held = out;
+      return;
+    }
+    this.#res.writeHead(statusCode, out);
+  }
+
+  /** Only for {@link forwardUpgrade}: undici calls this instead of the response callbacks. */
+  onRequestUpgrade(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    socket: Duplex,
+  ): void {
+    // Already answered (a queue timeout): the switched connection has no one to serve.
+    if (this.#done || this.#observer.onUpgrade === undefined) {
+      socket.destroy();
+      return;
+    }
+    this.#status = statusCode;
+    this.#finish(this.#observer.onUpgrade(statusCode, headers, socket));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#discarding) return;
+    if (this.#held !== undefined) {
+      this.#res.writeHead(this.#status, this.#held);
+      this.#held = undefined;
+    }
     if (!this.#res.write(chunk)) {
       controller.pause();
       this.#onDrain ??= () => this.#controller?.resume();
@@ -165,10 +237,24 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(
+    controller: Dispatcher.DispatchController,
+    trailers: Record<string, string | string[] | undefined>,
+  ): void {
     if (this.#discarding) {
       this.#finish('discarded');
       return;
+    }
+    if (this.#held !== undefined) {
+      const stream = (this.#res as unknown as Http2ServerResponse).stream;
+      if (!stream.destroyed) stream.respond({ ...this.#held, ':status': this.#status }, { endStream: true });
+      this.#finish(this.#status);
+      return;
+    }
+    const fields = trailerFields(controller, trailers);
+    // Node sends them only on a chunked HTTP/1.1 response or an HTTP/2 stream, as it must.
+    if (fields !== undefined && clientTakesTrailers(this.#res.req)) {
+      this.#res.addTrailers(downstreamResponseHeaders(fields));
     }
     this.#res.end();
     this.#finish(this.#status);
@@ -208,11 +294,35 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 export function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   if (length !== undefined) return length !== '0';
-  return req.headers['transfer-encoding'] !== undefined;
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  // HTTP/2 frames a body without either (RFC 9113 §8.1): a request has one unless its HEADERS
+  // frame ended the stream.
+  // (An "HTTP/2.0" request line on HTTP/1.1 has no stream: it is refused, not read.)
+  return (
+    req.httpVersionMajor === 2 &&
+    (req as unknown as Partial<Http2ServerRequest>).stream?.endAfterHeaders === false
+  );
+}
+
+/**
+ * The upstream's trailer fields, or undefined when it sent none (the usual case: no allocation).
+ * undici 7 parses an HTTP/2 stream's trailers as if they were a raw list and passes `{}`
+ * (unwrap-handler.js `onComplete`); the controller keeps the object it was given.
+ */
+function trailerFields(
+  controller: Dispatcher.DispatchController,
+  parsed: Record<string, string | string[] | undefined>,
+): Record<string, string | string[] | undefined> | undefined {
+  for (const _ in parsed) return parsed;
+  const raw = (controller as { rawTrailers?: unknown }).rawTrailers;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return undefined;
+  for (const _ in raw) return raw as Record<string, string | string[] | undefined>;
+  return undefined;
 }
 
 function upstreamError(err: unknown): UpstreamTimeoutError | UpstreamUnreachableError {
-  if (err instanceof UpstreamTimeoutError) return err;
+  // Ours already (an upstream refused HTTP/2 in ALPN: http2-upstream.ts), with its own message.
+  if (err instanceof UpstreamTimeoutError || err instanceof UpstreamUnreachableError) return err;
   const e = err as { code?: string; message?: string };
   if (e.code === 'UND_ERR_CONNECT_TIMEOUT' || e.code === 'UND_ERR_HEADERS_TIMEOUT') {
     return new UpstreamTimeoutError(`upstream did not answer in time (${e.code})`, { cause: err });

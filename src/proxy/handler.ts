@@ -1,20 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Metrics, type StatusClass, statusClass } from '../admin/metrics.js';
+import type { Metrics } from '../admin/metrics.js';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Credentials, RouteTokens } from '../credentials/credentials.js';
 import {
   BadRequestError,
-  InternalError,
   ProxyLoopError,
   RouteNotFoundError,
-  TokenInjectorError,
+  type TokenInjectorError,
   TooManyHeadersError,
-  UpgradeNotSupportedError,
 } from '../errors.js';
-import { createAccessLog, type Logger } from '../log.js';
+import type { Logger } from '../log.js';
 import type { Router } from '../router/router.js';
 import type { Token } from '../token-endpoint/token.js';
-import { sendError } from './error-response.js';
+import { asKnown, sendError } from './error-response.js';
 import { continueIfAwaited, unmetExpectation } from './expect.js';
 import {
   CLIENT_CLOSED,
@@ -24,8 +22,10 @@ import {
   forwarded,
   hasBody,
 } from './forward.js';
+import { isGrpcCall, sendGrpcError } from './grpc-error.js';
 import { hasOurVia, upstreamRequestHeaders } from './headers.js';
-import { type ParsedTarget, parseTarget, refusedSpelling } from './target.js';
+import { createRequestLog, pathOnly, type RequestLog } from './request-log.js';
+import { authority, type ParsedTarget, parseTarget, refusedSpelling } from './target.js';
 import type { Upstreams } from './upstreams.js';
 
 export interface ProxyDeps {
@@ -41,7 +41,6 @@ export interface ProxyDeps {
 /** The request handler of the proxy listener: route, get a token, inject it, forward. */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { config, credentials, upstreams, metrics, logger, router: route } = deps;
-  const access = createAccessLog(logger);
   // Per-route state and metric children are made on a route's first request and looked up
   // after that, not remade on every request: routes that carry no traffic cost nothing here.
   const routes = new Map<string, RouteState>();
@@ -57,59 +56,19 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     }
     return state;
   };
-  // Per route name ('none' too), one increment per status class, made on first use.
-  const proxied = new Map<string, Map<StatusClass, () => void>>();
-  const countProxied = (routeName: string, status: number) => {
-    let byClass = proxied.get(routeName);
-    if (!byClass) {
-      byClass = new Map();
-      proxied.set(routeName, byClass);
-    }
-    const cls = statusClass(status);
-    let inc = byClass.get(cls);
-    if (!inc) {
-      inc = metrics.proxiedRequests.child({ route: routeName, status_class: cls });
-      byClass.set(cls, inc);
-    }
-    inc();
-  };
   const maxRawHeaders = 2 * config.limits.maxHeaders;
+  const log = createRequestLog(metrics, logger);
   const shared: Shared = {
     upstreams,
     logger,
     replay: new ReplayBudget(config.limits.replayBufferTotal),
-    done(req, started, routeName, status, host) {
-      countProxied(routeName, status);
-      access({
-        route: routeName,
-        method: req.method,
-        host: host ?? req.headers.host,
-        path: pathOnly(req.url ?? ''),
-        status,
-        durationMs: Math.round((performance.now() - started) * 100) / 100,
-      });
-    },
-    failed(res, err) {
-      logger.error({ event: 'internal_error', err: { message: (err as Error).message } }, 'request failed');
-      sendError(res, asKnown(err));
-    },
+    done: log.done,
+    failed: log.failed,
   };
 
   async function unmatched(req: IncomingMessage, res: ServerResponse, target: ParsedTarget): Promise<number> {
-    if (config.unmatched === 'deny') {
-      return sendError(res, new RouteNotFoundError(target.host, pathOnly(target.path)), {
-        host: target.host,
-        path: pathOnly(target.path),
-      });
-    }
-    // Passthrough forwards to whatever the client named; a request that already passed through
-    // us would come back forever, e.g. a reverse-mode request whose Host is our own address.
-    if (hasOurVia(req.rawHeaders)) {
-      return sendError(
-        res,
-        new ProxyLoopError('request already passed through token-injector; refusing to loop'),
-      );
-    }
+    const refused = refuseUnmatched(config, req, res, target);
+    if (refused !== undefined) return refused;
     if (hasBody(req)) continueIfAwaited(req, res);
     const outcome = await forwarded(upstreams.passthrough, req, res, {
       origin: `${target.scheme}://${authority(target)}`,
@@ -164,14 +123,10 @@ interface RouteState {
 }
 
 /** What every request of one handler shares. */
-interface Shared {
+interface Shared extends RequestLog {
   readonly upstreams: Upstreams;
   readonly logger: Logger;
   readonly replay: ReplayBudget;
-  /** Logs and counts a request that has been answered; `host` when it is not the Host header. */
-  done(req: IncomingMessage, started: number, routeName: string, status: number, host?: string): void;
-  /** Answers a request that failed in an unexpected way. */
-  failed(res: ServerResponse, err: unknown): void;
 }
 
 /**
@@ -252,6 +207,8 @@ class RoutedRequest implements ForwardObserver {
   #tokenFailure(err: unknown): number {
     // A client that left while we waited for the token is not a token failure to report.
     if (this.res.destroyed) return CLIENT_CLOSED;
+    // A gRPC client understands a gRPC status, not a JSON body (grpc-error.ts).
+    if (isGrpcCall(this.req)) return sendGrpcError(this.res, asKnown(err), this.route.config.credential);
     return sendError(this.res, asKnown(err), { route: this.route.config.name });
   }
 
@@ -281,7 +238,7 @@ class RoutedRequest implements ForwardObserver {
 
   onUpstreamResponse(status: number, headers: Record<string, string | string[]>): boolean {
     this.route.upstreamDuration.observe((performance.now() - this.#sentAt) / 1000);
-    if (status !== 401 || !(this.route.config.retryOn401 || saysInvalidToken(headers['www-authenticate']))) {
+    if (!refusesToken(this.route.config, status, headers)) {
       // A token fetched to replace a refused one is on trial until a retry with it gets through.
       if (this.#retried && status !== 401) this.route.tokens.accepted(this.req, this.#token!.accessToken);
       return false;
@@ -347,28 +304,51 @@ class ReplayBudget {
 }
 
 /**
- * The status a request is refused with before routing: more header fields than allowed (Node
- * stops collecting them one past the limit, so a longer list means the rest was cut), or a
- * WebSocket upgrade, which would otherwise be answered as a plain request without the upgrade.
+ * The error a request is refused with before routing: more header fields than allowed (Node
+ * stops collecting them one past the limit, so a longer list means the rest was cut).
  */
-function refusal(req: IncomingMessage, maxRawHeaders: number): TokenInjectorError | undefined {
-  if (req.rawHeaders.length > maxRawHeaders) {
+export function refusal(req: IncomingMessage, maxRawHeaders: number): TokenInjectorError | undefined {
+  const entries = req.httpVersionMajor === 2 ? fieldEntries(req.rawHeaders) : req.rawHeaders.length;
+  if (entries > maxRawHeaders) {
     return new TooManyHeadersError(
       `the request has more than ${maxRawHeaders / 2} header fields (limits.max_headers)`,
     );
   }
-  const upgrade = req.headers.upgrade;
-  if (upgrade !== undefined && /\bwebsocket\b/i.test(upgrade)) {
-    return new UpgradeNotSupportedError('WebSocket upgrades are not supported yet');
-  }
   return undefined;
 }
 
-/** `host[:port]` of a target, the port only when it is not the scheme's default. */
-function authority(target: ParsedTarget): string {
-  return target.port === (target.scheme === 'https' ? 443 : 80)
-    ? target.host
-    : `${target.host}:${target.port}`;
+/** Raw header entries of an HTTP/2 request without its pseudo-header fields (`:path`, …). */
+function fieldEntries(rawHeaders: readonly string[]): number {
+  let n = rawHeaders.length;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.startsWith(':')) n -= 2;
+  return n;
+}
+
+/**
+ * Answers a request no route matched when it may not pass through, and returns the status sent;
+ * undefined when `unmatched: passthrough` lets it go on without a token.
+ */
+export function refuseUnmatched(
+  config: Config,
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: ParsedTarget,
+): number | undefined {
+  if (config.unmatched === 'deny') {
+    return sendError(res, new RouteNotFoundError(target.host, pathOnly(target.path)), {
+      host: target.host,
+      path: pathOnly(target.path),
+    });
+  }
+  // Passthrough forwards to whatever the client named; a request that already passed through
+  // us would come back forever, e.g. a reverse-mode request whose Host is our own address.
+  if (hasOurVia(req.rawHeaders)) {
+    return sendError(
+      res,
+      new ProxyLoopError('request already passed through token-injector; refusing to loop'),
+    );
+  }
+  return undefined;
 }
 
 /** The body's length when it may be kept for a replay (Content-Length within `limit`). */
@@ -388,6 +368,18 @@ async function readBody(req: IncomingMessage): Promise<Buffer | null> {
   return Buffer.concat(chunks);
 }
 
+/**
+ * Whether an upstream answer refuses the token it was sent with: a 401, if the route retries on
+ * every 401 (`retry_on_401`) or the upstream says the token is invalid.
+ */
+export function refusesToken(
+  route: RouteConfig,
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+): boolean {
+  return status === 401 && (route.retryOn401 || saysInvalidToken(headers['www-authenticate']));
+}
+
 /** RFC 6750 §3.1: `WWW-Authenticate: Bearer error="invalid_token"`, in any letter case. */
 export function saysInvalidToken(header: string | string[] | undefined): boolean {
   if (header === undefined) return false;
@@ -404,23 +396,4 @@ export function upstreamPath(route: RouteConfig, requestPath: string): string {
   }
   const base = route.upstream.pathname === '/' ? '' : route.upstream.pathname;
   return base + rest;
-}
-
-function pathOnly(pathAndQuery: string): string {
-  // Query strings may carry secrets (api keys, codes); logs and error bodies keep only the path.
-  const q = pathAndQuery.indexOf('?');
-  const path = q === -1 ? pathAndQuery : pathAndQuery.slice(0, q);
-  if (path.startsWith('http://') || path.startsWith('https://')) {
-    try {
-      return new URL(path).pathname;
-    } catch {
-      return '';
-    }
-  }
-  return path;
-}
-
-function asKnown(err: unknown): TokenInjectorError {
-  if (err instanceof TokenInjectorError) return err;
-  return new InternalError(`unexpected error: ${(err as Error).message}`, { cause: err });
 }

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) plus those undici manages itself. `proxy-authorization`
@@ -16,9 +16,29 @@ const HOP_BY_HOP = new Set([
   'upgrade',
   'host',
   'expect',
+  // HTTP/2 pseudo-header fields (RFC 9113 §8.3) are in the raw list of an HTTP/2 request; each
+  // hop writes its own.
+  ':method',
+  ':scheme',
+  ':authority',
+  ':path',
+  ':protocol',
 ]);
 
 export const VIA = '1.1 token-injector';
+
+/** A TE value (RFC 9110 §10.1.4) that lists `trailers`. */
+const TRAILERS = /(?:^|,)\s*trailers\s*(?:[;,]|$)/i;
+
+/**
+ * Whether the client takes trailer fields: any HTTP/2 client (trailers are part of the protocol,
+ * RFC 9113 §8.1), an HTTP/1.1 client only if it said `TE: trailers` (RFC 9110 §6.5.1, §10.1.4).
+ */
+export function clientTakesTrailers(req: IncomingMessage): boolean {
+  if (req.httpVersionMajor >= 2) return true;
+  const te = req.headers.te;
+  return te !== undefined && TRAILERS.test(Array.isArray(te) ? te.join(',') : te);
+}
 
 /**
  * The headers sent upstream, as undici's flat `[name, value, …]` list: the client's headers in

@@ -22,10 +22,20 @@ export function answerAndClose(
   }
   const type = body ? `content-type: ${contentType}\r\n` : '';
   const head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${type}connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`;
+  endAndClose(socket, head + body);
+}
+
+/**
+ * Ends `socket` (after `last`, if given) and destroys it once everything written is flushed, or
+ * after a short linger if the client does not read it (see {@link answerAndClose}).
+ */
+export function endAndClose(socket: Duplex, last?: string): void {
   const linger = setTimeout(() => socket.destroy(), LINGER_MS);
   linger.unref();
-  socket.end(head + body, () => {
+  const close = () => {
     clearTimeout(linger);
     socket.destroy();
-  });
+  };
+  if (last === undefined) socket.end(close);
+  else socket.end(last, close);
 }

@@ -1,8 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenAddress, ListenerLimits } from '../config/types.js';
 import { listen } from '../net-listen.js';
+import { createH2Listener, sniffPreface } from './h2-listener.js';
 import { answerAndClose } from './raw-response.js';
 
 /** Events of the listener that are counted or logged elsewhere. */
@@ -27,7 +28,8 @@ export async function startProxyServer(
   address: ListenAddress,
   limits: ListenerLimits,
   onRequest: (req: IncomingMessage, res: ServerResponse) => void,
-  onConnect: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
+  onConnect: (req: IncomingMessage, socket: Duplex, head: Buffer, serve: (socket: Duplex) => void) => void,
+  onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, serve: (socket: Duplex) => void) => void,
   events: ProxyServerEvents = {},
 ): Promise<ProxyServer> {
   let inFlight = 0;
@@ -66,7 +68,32 @@ export async function startProxyServer(
   // silently losing the rest of its headers, as Node's default (2000 entries) would.
   server.maxHeadersCount = limits.maxHeaders + 1;
   server.on('drop', () => events.connectionDropped?.());
-  server.on('connect', (req, socket, head) => onConnect(req, socket, head));
+  // HTTP/2 on the same port (h2c with prior knowledge, RFC 9113 §3.3, told by its preface): its
+  // streams go to the request listener above, counted and drained like HTTP/1.1 requests.
+  const h2 = createH2Listener(limits, (req, res) => server.emit('request', req, res));
+  const [http1] = server.listeners('connection') as ((socket: Duplex) => void)[];
+  server.removeAllListeners('connection');
+  server.on('connection', (socket: Socket) =>
+    sniffPreface(socket, limits.headersTimeoutMs, (isH2) =>
+      isH2 ? h2.serve(socket) : http1!.call(server, socket),
+    ),
+  );
+  // A tunnel the proxy terminates (tls_intercept) comes back as a connection of this listener:
+  // same limits, same handler, and closed with the others on shutdown. It says by ALPN (RFC 7301)
+  // which protocol it speaks, so it is not sniffed.
+  const serve = (socket: Duplex) =>
+    (socket as { alpnProtocol?: string | false }).alpnProtocol === 'h2'
+      ? h2.serve(socket)
+      : http1!.call(server, socket);
+  server.on('connect', (req, socket, head) => onConnect(req, socket, head, serve));
+  // Connections Node handed over for an upgrade (websocket.ts) are no longer the server's: they
+  // are kept here so that shutdown closes them with the rest.
+  const upgraded = new Set<Duplex>();
+  server.on('upgrade', (req, socket, head) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    onUpgrade(req, socket, head, serve);
+  });
   // RFC 9110 §10.1.1: left alone, Node answers `Expect` itself (100 Continue before the request
   // is even routed, or a bare 417); as plain requests the handler answers it (expect.ts).
   server.on('checkContinue', (req, res) => server.emit('request', req, res));
@@ -90,11 +117,14 @@ export async function startProxyServer(
         const done = () => {
           clearTimeout(timer);
           server.closeAllConnections();
+          h2.destroy();
+          for (const socket of upgraded) socket.destroy();
           resolve();
         };
         const timer = setTimeout(done, timeoutMs);
         drained = done;
         server.close();
+        h2.drain();
         server.closeIdleConnections();
         if (inFlight === 0) done();
       });

@@ -1,8 +1,9 @@
-import type { RouteConfig, TlsClient } from '../config/types.js';
+import type { RouteConfig, TlsClient, UpstreamProtocol } from '../config/types.js';
 import { FileSet } from '../files/live-file.js';
 import { interimTolerantConnector } from '../interim-responses.js';
 import { type ConnectTls, liveTlsOptions } from '../tls.js';
 import { Agent, type Dispatcher, Pool } from '../undici.js';
+import { Http2Upstream } from './http2-upstream.js';
 
 const PASSTHROUGH_CONNECT_TIMEOUT_MS = 10_000;
 /** Per origin, for passthrough traffic, which has no route to configure it. */
@@ -18,8 +19,9 @@ interface LiveTls {
 }
 
 interface RoutePool {
-  pool: Pool;
+  pool: Dispatcher;
   readonly origin: string;
+  readonly protocol: UpstreamProtocol;
   readonly timeouts: Timeouts;
   readonly tls: () => ConnectTls;
   connect: ConnectTls;
@@ -27,7 +29,8 @@ interface RoutePool {
 }
 
 /**
- * Connection pools for upstreams: one keep-alive pool per route origin and TLS settings, and one
+ * Connection pools for upstreams: one keep-alive pool per route origin, protocol (`upstream_protocol`:
+ * HTTP/1.1, or HTTP/2 sessions in http2-upstream.ts) and TLS settings, and one
  * agent for passthrough traffic to arbitrary origins. A pool is made on the first request to its
  * origin, so configured routes that carry no traffic cost no pool. A route's client certificate
  * (RFC 8705 §3, certificate-bound tokens) is re-read when it rotates, at most every few seconds
@@ -42,7 +45,7 @@ export class Upstreams {
   readonly #tls = new Map<string, LiveTls>();
   readonly #passthrough: Agent;
   readonly #files = new FileSet();
-  readonly #retired = new Set<Pool>();
+  readonly #retired = new Set<Dispatcher>();
   #closing = false;
 
   constructor(routes: readonly RouteConfig[]) {
@@ -93,6 +96,7 @@ export class Upstreams {
     const tls = this.#tlsOf(route.tls);
     const key = [
       route.upstream.origin,
+      route.upstreamProtocol,
       tls.key,
       timeouts.connectMs,
       timeouts.responseMs,
@@ -107,8 +111,9 @@ export class Upstreams {
         connect = tls.initial; // unreadable right now: what was read at start-up
       }
       entry = {
-        pool: newPool(route.upstream.origin, connect, timeouts),
+        pool: newPool(route.upstream.origin, route.upstreamProtocol, connect, timeouts),
         origin: route.upstream.origin,
+        protocol: route.upstreamProtocol,
         timeouts,
         tls: tls.live,
         connect,
@@ -146,7 +151,7 @@ export class Upstreams {
     if (connect === entry.connect) return;
     const old = entry.pool;
     entry.connect = connect;
-    entry.pool = newPool(entry.origin, connect, entry.timeouts);
+    entry.pool = newPool(entry.origin, entry.protocol, connect, entry.timeouts);
     // In-flight requests on the old pool finish; then it closes.
     this.#retired.add(old);
     old.close().then(
@@ -164,7 +169,13 @@ interface Timeouts {
   readonly maxConnections: number;
 }
 
-function newPool(origin: string, connect: ConnectTls, timeouts: Timeouts): Pool {
+function newPool(
+  origin: string,
+  protocol: UpstreamProtocol,
+  connect: ConnectTls,
+  timeouts: Timeouts,
+): Dispatcher {
+  if (protocol === 'http2') return new Http2Upstream(origin, connect, timeouts);
   return new Pool(origin, {
     connect: interimTolerantConnector({ ...connect, timeout: timeouts.connectMs }),
     headersTimeout: timeouts.responseMs,

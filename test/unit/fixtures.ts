@@ -140,6 +140,7 @@ export function routeConfig(
     upstreamMaxConnections: 256,
     allowInsecureHttp: false,
     strictPath: true,
+    upstreamProtocol: 'http1',
     ...extra,
   };
 }
