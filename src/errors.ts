@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'too_many_headers'
   | 'shared_cache_unavailable'
   | 'expectation_failed'
+  | 'upgrade_not_supported'
   | 'unknown_credential'
   | 'internal_error'
   | 'certificate_unavailable'
@@ -161,6 +162,14 @@ export class MisdirectedRequestError extends TokenInjectorError {
 /** More header fields than `limits.max_headers`: refused whole, never truncated. */
 export class TooManyHeadersError extends TokenInjectorError {
   readonly code = 'too_many_headers' as const;
+}
+
+/**
+ * A WebSocket upgrade on a route whose upstream is spoken to in HTTP/2: WebSockets over HTTP/2
+ * (RFC 8441) are not carried, and an HTTP/1.1 upgrade cannot be sent on an HTTP/2 connection.
+ */
+export class UpgradeNotSupportedError extends TokenInjectorError {
+  readonly code = 'upgrade_not_supported' as const;
 }
 
 /** An `Expect` other than `100-continue`, which no one on the way can promise (RFC 9110 §10.1.1). */

@@ -19,6 +19,8 @@ export function statusFor(code: ErrorCode): number {
       return 431;
     case 'expectation_failed':
       return 417;
+    case 'upgrade_not_supported':
+      return 501;
     case 'route_not_found':
     case 'connect_not_allowed':
       return 403;

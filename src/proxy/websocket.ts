@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RouteConfig } from '../config/types.js';
 import type { RouteTokens } from '../credentials/credentials.js';
-import { BadRequestError } from '../errors.js';
+import { BadRequestError, UpgradeNotSupportedError } from '../errors.js';
 import type { Token } from '../token-endpoint/token.js';
 import { asKnown, sendError } from './error-response.js';
 import { unmetExpectation } from './expect.js';
@@ -80,6 +80,13 @@ export function createWebSocketHandler(
         return;
       }
       new WebSocketUpgrade(ctx, req, res, client, head, started, host, undefined).passThrough(target);
+      return;
+    }
+    if (matched.upstreamProtocol === 'http2') {
+      const err = new UpgradeNotSupportedError(
+        `route "${matched.name}" speaks HTTP/2 to its upstream (upstream_protocol: http2), which carries no WebSocket upgrade; give WebSockets a route with upstream_protocol: http1`,
+      );
+      ctx.log.done(req, started, matched.name, sendError(res, err, { route: matched.name }), host);
       return;
     }
     const routed = { config: matched, tokens: credentials.forRoute(matched) };

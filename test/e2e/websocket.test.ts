@@ -45,6 +45,7 @@ function routes(upstream: string, secure: string) {
       tls: { ca_file: ca.caFile },
     },
     { name: 'untrusted', match: { host: 'untrusted.test' }, upstream: secure, credential: 'chat' },
+    { name: 'h2', match: { host: 'h2.test' }, upstream, credential: 'chat', upstream_protocol: 'http2' },
   ];
 }
 
@@ -306,6 +307,14 @@ describe('an upgrade that gets no 101', () => {
     expect(await plain.body.json()).toEqual(JSON.parse(answer.body));
     expect(up.handshakes.length).toBe(before);
     expect(accessLines(proxy, '/no-token')[0]).toMatchObject({ route: 'broken', status: 502 });
+  });
+
+  it('an upgrade on a route that speaks HTTP/2 upstream gets 501, and the upstream sees nothing', async () => {
+    const before = up.handshakes.length;
+    const answer = await refused(reverse(proxy, 'h2.test', '/h2'));
+    expect(answer.status).toBe(501);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'upgrade_not_supported', route: 'h2' });
+    expect(up.handshakes.length).toBe(before);
   });
 
   it('an upstream refusing the token (401 invalid_token) gets one retry with a fresh token, then 101', async () => {
