@@ -93,7 +93,7 @@ export class Metrics {
   });
   readonly interceptedConnections = new Counter({
     name: `${PREFIX}intercepted_connections_total`,
-    help: 'CONNECT tunnels terminated with a minted certificate (tls_intercept), by outcome: ok (handshake done), handshake_failed (the app refused the certificate or left), mint_failed.',
+    help: 'CONNECT tunnels terminated with a minted certificate (tls_intercept), by outcome: ok (handshake done), handshake_failed (a TLS error: the app refused the certificate, or spoke no TLS), abandoned (the app left or went quiet before the handshake ended), mint_failed.',
     labelNames: ['outcome'] as const,
     registers: [],
   });

@@ -46,19 +46,23 @@ export function createInterceptor(deps: InterceptDeps): Interceptor {
   const { certificates, metrics, logger } = deps;
   let warnedAt = Number.NEGATIVE_INFINITY;
   let failedSince = 0;
+  // Only a TLS failure is worth a warning: an app that resets or goes quiet mid-handshake (it
+  // was stopped, or gave up) says nothing about the CA.
   const handshakeFailed = (target: HostPort, err: Error) => {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (!code.startsWith('ERR_SSL_')) {
+      metrics.interceptedConnections.inc({ outcome: 'abandoned' });
+      return;
+    }
     metrics.interceptedConnections.inc({ outcome: 'handshake_failed' });
     failedSince++;
     const now = performance.now();
     if (now - warnedAt < HANDSHAKE_WARN_INTERVAL_MS) return;
     logger.warn(
-      {
-        event: 'intercept_handshake_failed',
-        host: target.host,
-        failed: failedSince,
-        reason: (err as NodeJS.ErrnoException).code ?? err.message,
-      },
-      'an app refused the interception certificate or left during the handshake; does it trust tls_intercept.ca_cert_file?',
+      { event: 'intercept_handshake_failed', host: target.host, failed: failedSince, reason: code },
+      /CERTIFICATE|UNKNOWN_CA/.test(code)
+        ? 'an app refused the interception certificate; does it trust tls_intercept.ca_cert_file?'
+        : 'a TLS handshake inside an intercepted CONNECT failed',
     );
     warnedAt = now;
     failedSince = 0;
@@ -87,15 +91,24 @@ export function createInterceptor(deps: InterceptDeps): Interceptor {
           metrics.interceptedConnections.inc({ outcome: 'ok' });
           serve(tls);
         });
+        let failed = false;
         tls.on('error', (err) => {
-          if (!secure) {
+          if (!secure && !failed) {
+            failed = true;
             clearTimeout(timer);
             handshakeFailed(target, err);
           }
           tls.destroy();
         });
+        // The listener's sockets allow half-open connections (the HTTP server ends them itself),
+        // and so does this one: an app that hangs up before its handshake must not keep it.
+        tls.once('end', () => {
+          if (!secure) tls.destroy();
+        });
         tls.once('close', () => {
           clearTimeout(timer);
+          // Closed (or timed out) before the handshake ended, without a TLS error.
+          if (!secure && !failed) metrics.interceptedConnections.inc({ outcome: 'abandoned' });
           client.destroy();
         });
       },

@@ -296,6 +296,22 @@ describe('HTTPS interception', () => {
     expect(upstream.requests.length).toBe(before);
   });
 
+  it('an app that leaves before its handshake is counted as abandoned, one that speaks no TLS as a failed handshake', async () => {
+    const abandoned = 'token_injector_intercepted_connections_total{outcome="abandoned"}';
+    const failed = 'token_injector_intercepted_connections_total{outcome="handshake_failed"}';
+    const [abandonedBefore, failedBefore] = [await metric(proxy, abandoned), await metric(proxy, failed)];
+    const gone = await connectTunnel(proxyPort(proxy), 'api.partner.test:443');
+    gone.socket!.destroy();
+    await expect.poll(() => metric(proxy, abandoned)).toBe(abandonedBefore + 1);
+    const plain = await connectTunnel(proxyPort(proxy), 'api.partner.test:443');
+    const closed = new Promise((resolve) => plain.socket!.once('close', resolve));
+    plain.socket!.on('error', () => {});
+    plain.socket!.write('GET /v1/orders HTTP/1.1\r\nHost: api.partner.test\r\n\r\n');
+    await closed;
+    await expect.poll(() => metric(proxy, failed)).toBe(failedBefore + 1);
+    expect(await metric(proxy, abandoned)).toBe(abandonedBefore + 1);
+  });
+
   it('a request for another host on an intercepted connection gets 421', async () => {
     const tls = await intercepted('api.partner.test');
     const before = upstream.requests.length;
