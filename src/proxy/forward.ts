@@ -67,26 +67,18 @@ export function forward(
   fwd: ForwardRequest,
   observer: ForwardObserver,
 ): void {
-  const handler = new ForwardHandler(res, fwd, observer);
-  let accepted: boolean;
-  try {
-    accepted = dispatcher.dispatch(
-      {
-        ...(fwd.origin !== undefined ? { origin: fwd.origin } : {}),
-        path: fwd.path,
-        method: req.method as Dispatcher.HttpMethod,
-        headers: fwd.headers,
-        body: fwd.body !== undefined ? fwd.body : hasBody(req) ? req : null,
-      },
-      handler,
-    );
-  } catch (err) {
-    // Options undici refuses outright (it validates synchronously) answer like any failure.
-    handler.onResponseError(undefined, err as Error);
-    return;
-  }
-  // false: the pool is saturated (upstream_max_connections) and this request may be queued.
-  if (!accepted && fwd.queueTimeoutMs !== undefined) handler.bound(fwd.queueTimeoutMs);
+  dispatchTo(
+    dispatcher,
+    {
+      ...(fwd.origin !== undefined ? { origin: fwd.origin } : {}),
+      path: fwd.path,
+      method: req.method as Dispatcher.HttpMethod,
+      headers: fwd.headers,
+      body: fwd.body !== undefined ? fwd.body : hasBody(req) ? req : null,
+    },
+    new ForwardHandler(res, fwd, observer),
+    fwd.queueTimeoutMs,
+  );
 }
 
 /** {@link forward} for callers that await the outcome. */
@@ -111,26 +103,41 @@ export function forwardUpgrade(
   fwd: ForwardRequest & { readonly protocol: string },
   observer: ForwardObserver & Required<Pick<ForwardObserver, 'onUpgrade'>>,
 ): void {
-  const handler = new ForwardHandler(res, fwd, observer);
+  dispatchTo(
+    dispatcher,
+    {
+      ...(fwd.origin !== undefined ? { origin: fwd.origin } : {}),
+      path: fwd.path,
+      method: req.method as Dispatcher.HttpMethod,
+      headers: fwd.headers,
+      body: null,
+      // undici writes `Connection: upgrade` and `Upgrade: <protocol>` itself.
+      upgrade: fwd.protocol,
+    },
+    new ForwardHandler(res, fwd, observer),
+    fwd.queueTimeoutMs,
+  );
+}
+
+/**
+ * Hands a request to undici. Options it refuses outright (it validates synchronously) answer like
+ * any failure; `false` means the pool is saturated (upstream_max_connections) and the request may
+ * be queued, so its wait is bounded.
+ */
+function dispatchTo(
+  dispatcher: Dispatcher,
+  options: Dispatcher.DispatchOptions,
+  handler: ForwardHandler,
+  queueTimeoutMs: number | undefined,
+): void {
   let accepted: boolean;
   try {
-    accepted = dispatcher.dispatch(
-      {
-        ...(fwd.origin !== undefined ? { origin: fwd.origin } : {}),
-        path: fwd.path,
-        method: req.method as Dispatcher.HttpMethod,
-        headers: fwd.headers,
-        body: null,
-        // undici writes `Connection: upgrade` and `Upgrade: <protocol>` itself.
-        upgrade: fwd.protocol,
-      },
-      handler,
-    );
+    accepted = dispatcher.dispatch(options, handler);
   } catch (err) {
     handler.onResponseError(undefined, err as Error);
     return;
   }
-  if (!accepted && fwd.queueTimeoutMs !== undefined) handler.bound(fwd.queueTimeoutMs);
+  if (!accepted && queueTimeoutMs !== undefined) handler.bound(queueTimeoutMs);
 }
 
 const clientClosed = () => new Error('client closed the connection');
