@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  constants,
   createServer,
   type Http2ServerRequest,
   type Http2ServerResponse,
@@ -69,9 +70,17 @@ export function createH2Listener(
   server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
     // A stream reset by the client: the handler sees the response closed, as for a gone client.
     req.on('error', noop);
+    // Node's compatibility request then ends its body as if it were whole (compat.js pushes null
+    // when the stream closes): it must fail instead, or the upstream would get a cut body as a
+    // complete one. So before compat's own listener, a stream that closes without its END_STREAM
+    // fails the body.
+    if (!req.stream.endAfterHeaders) req.stream.prependOnceListener('end', () => failCutBody(req));
     // The handler asks `res.destroyed` whether the client is gone (after waiting for a token,
     // say); Http2ServerResponse has no such property, its stream does.
-    Object.defineProperty(res, 'destroyed', { get: () => res.stream.destroyed });
+    // A reset stream counts as gone from the reset on, before it is fully torn down.
+    Object.defineProperty(res, 'destroyed', { get: () => res.stream.destroyed || res.stream.rstCode > 0 });
+    if (limits.requestTimeoutMs > 0 && !req.stream.endAfterHeaders)
+      bodyDeadline(req, limits.requestTimeoutMs);
     onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse);
   });
   return {
@@ -94,6 +103,31 @@ export function createH2Listener(
 }
 
 function noop(): void {}
+
+function failCutBody(req: Http2ServerRequest): void {
+  // A stream whose body ended normally is not closed yet (its response is still to come); one
+  // reset by either side has its RST_STREAM code by the time Node ends its readable side.
+  const code = req.stream.rstCode;
+  if (code !== undefined && code !== constants.NGHTTP2_NO_ERROR) {
+    req.destroy(new Error('the stream was reset before its body ended'));
+  }
+}
+
+/**
+ * `limits.request_timeout` for an HTTP/2 stream, as Node's HTTP/1.1 server applies it: the whole
+ * request body must arrive in time, or the stream is cancelled (RST_STREAM CANCEL), so a client
+ * that trickles bodies cannot hold streams, and upstream connections, for ever.
+ */
+function bodyDeadline(req: Http2ServerRequest, ms: number): void {
+  const stream = req.stream;
+  const timer = setTimeout(() => {
+    if (!req.complete) stream.close(constants.NGHTTP2_CANCEL);
+  }, ms);
+  timer.unref();
+  const clear = () => clearTimeout(timer);
+  req.once('end', clear);
+  stream.once('close', clear);
+}
 
 /**
  * Calls `decided(true)` once the connection's first bytes are the HTTP/2 preface, `decided(false)`
