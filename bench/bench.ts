@@ -19,6 +19,10 @@
  * connections, and full TLS handshakes per second, with its own load generator
  * (bench/intercept-load.ts) since wrk cannot send CONNECT.
  *
+ * Then the h2c phase (issue 13) measures token-injector speaking HTTP/2 with prior knowledge on its
+ * proxy port, with h2load (nghttp2-client): many connections of one stream, one connection of many
+ * streams, and one at a time, against nginx proxying h2c to the same upstream when it can.
+ *
  * Then the fleet phase (issue 11) starts N replicas of token-injector on both cores,
  * with and without shared_cache, sends each light steady traffic for 3 token lifetimes and counts
  * the token requests of the whole fleet.
@@ -41,6 +45,7 @@ import {
 } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -171,6 +176,24 @@ const INTERCEPT = (process.env['BENCH_INTERCEPT'] ?? 'on') !== 'off';
 const HANDSHAKE_WORKERS = envInt('BENCH_INTERCEPT_WORKERS', 8, 1, 256);
 /** The runtime of its token-injector: the bench's Node, or the image's (`node24`). */
 const INTERCEPT_RUNTIME: Runtime = process.env['BENCH_INTERCEPT_RUNTIME'] === 'node24' ? 'node24' : 'node';
+
+/** The h2c phase (issue 13): HTTP/2 with prior knowledge on the proxy port; `BENCH_H2C=off` skips it. */
+const H2C = (process.env['BENCH_H2C'] ?? 'on') !== 'off';
+/** One h2load load: connections, each with up to `streams` requests in flight. */
+interface H2Load {
+  connections: number;
+  streams: number;
+}
+/**
+ * 1 × 1: latency, one request at a time as wrk at 1 connection; 64 × 1: wrk's 64 connections in
+ * HTTP/2; 1 × 64: the same 64 requests in flight multiplexed on one connection, as a gRPC channel
+ * sends them.
+ */
+const H2C_LOADS: readonly H2Load[] = [
+  { connections: 1, streams: 1 },
+  { connections: 64, streams: 1 },
+  { connections: 1, streams: 64 },
+];
 
 function envInt(name: string, def: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -510,6 +533,8 @@ interface Tools {
   nginx: string | undefined;
   /** redis-server, when a part of the bench needs it (token-injector-shared, the fleet phase). */
   redis: string | undefined;
+  /** h2load (nghttp2-client), for the h2c phase; undefined when it is off or could not be had. */
+  h2load: string | undefined;
   pin: boolean;
   /** The binary of each runtime the targets need; a runtime that could not be had is missing. */
   runtimes: Partial<Record<Runtime, string>>;
@@ -561,6 +586,43 @@ async function ensureTools(): Promise<Tools> {
       'redis-server is missing and could not be installed: the token-injector-shared target and the fleet phase are skipped',
     );
   }
+  // Installed on its own: a package missing from the mirror must not cost the bench wrk or nginx.
+  let h2load = H2C ? await which('h2load') : undefined;
+  if (H2C && !h2load) {
+    if (process.getuid?.() === 0) {
+      log('installing nghttp2-client (h2load) with apt-get (missing)...');
+      const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+      let inst = await run(
+        'apt-get',
+        ['install', '-y', '--no-install-recommends', 'nghttp2-client'],
+        300_000,
+        env,
+      );
+      if (inst.code !== 0) {
+        const upd = await run('apt-get', ['update'], 300_000, env);
+        inst =
+          upd.code === 0
+            ? await run(
+                'apt-get',
+                ['install', '-y', '--no-install-recommends', 'nghttp2-client'],
+                300_000,
+                env,
+              )
+            : upd;
+      }
+      h2load = await which('h2load');
+      if (!h2load) {
+        const tail = (inst.stderr || inst.stdout).trim().split('\n').slice(-3).join('\n  ');
+        notes.push(
+          `apt-get install nghttp2-client failed (exit ${inst.code}): the h2c phase is skipped\n  ${tail}`,
+        );
+      }
+    } else {
+      notes.push(
+        "h2load missing and not root: the h2c phase is skipped ('sudo apt-get install -y nghttp2-client')",
+      );
+    }
+  }
 
   let pin = false;
   if (!(await which('taskset'))) {
@@ -589,7 +651,7 @@ async function ensureTools(): Promise<Tools> {
     );
     if (got) runtimes.bun = got;
   }
-  return { wrk, nginx, redis, pin, runtimes, notes };
+  return { wrk, nginx, redis, h2load, pin, runtimes, notes };
 }
 
 /**
@@ -1995,7 +2057,7 @@ async function runIntercept(
         }
         const metrics = (await httpGet(injector.adminPort, '/metrics', {})).body;
         const connections: Record<string, number> = {};
-        for (const outcome of ['ok', 'handshake_failed', 'mint_failed']) {
+        for (const outcome of ['ok', 'handshake_failed', 'abandoned', 'mint_failed']) {
           connections[outcome] = sumMetric(metrics, 'token_injector_intercepted_connections_total', (l) =>
             l.includes(`outcome="${outcome}"`),
           );
@@ -2174,8 +2236,8 @@ function interceptReport(
       'Compare proxy CPU µs/req, not req/s: with proxy CPU cores below 1.00 something else set the pace. ' +
       '÷ plain: what interception costs per request. Per handshake: the proxy CPU of the whole cycle, ' +
       'one proxied request included. Certificates minted: one count per launch, 1 for the one host. ' +
-      `A few handshake_failed (up to ${HANDSHAKE_WORKERS}, logged as one warning) and 499s are the generator ` +
-      'stopping mid-handshake or mid-request at the end of a run.',
+      `A few abandoned handshakes (up to ${HANDSHAKE_WORKERS}, not logged) and 499s are the generator ` +
+      'stopping mid-handshake or mid-request at the end of a run; any handshake_failed is a real TLS failure.',
   );
   for (const l of launches) {
     const scan = l.log;
@@ -2189,7 +2251,8 @@ function interceptReport(
     for (const line of scan?.samples ?? []) out.push(`  log: ${line}`);
     // Stopping the handshake run cuts up to one handshake per worker short; more is a real failure.
     if (
-      (l.connections['handshake_failed'] ?? 0) > HANDSHAKE_WORKERS ||
+      (l.connections['handshake_failed'] ?? 0) > 0 ||
+      (l.connections['abandoned'] ?? 0) > HANDSHAKE_WORKERS ||
       (l.connections['mint_failed'] ?? 0) > 0
     ) {
       out.push(
@@ -2225,6 +2288,530 @@ function interceptReport(
 }
 
 // ---------------------------------------------------------------------------------------------
+// The h2c phase (issue 13): HTTP/2 with prior knowledge on the proxy port, with h2load
+
+type H2Target = 'token-injector' | 'nginx';
+
+interface H2Measurement {
+  round: number;
+  target: H2Target;
+  connections: number;
+  /** Most requests in flight per connection (h2load -m). */
+  streams: number;
+  /** Requests h2load completed in the measured run. */
+  requests: number;
+  reqPerSec: number;
+  /** From h2load's per-request log (--log-file): its summary gives only mean and deviation. */
+  meanUs: number;
+  p50Us: number;
+  p90Us: number;
+  p99Us: number;
+  maxUs: number;
+  /** Responses with a status other than 2xx. */
+  not2xx: number;
+  /** Streams that ended without a response (reset, connection lost) or timed out. */
+  errors: number;
+  statuses: Record<string, number>;
+  cpuUsPerReq?: number;
+  cpuUserUsPerReq?: number;
+  cpuSystemUsPerReq?: number;
+  cpuCores?: number;
+  rssMiB?: number;
+  otherOnProxyCore: number;
+  steal: number;
+  otherOnLoadCore: number;
+  busyBefore: number;
+}
+
+/** One launch of token-injector in the phase: what it says of itself after its runs. */
+interface H2Launch {
+  round: number;
+  tokenRequests: number;
+  /** Its token_injector_proxied_requests_total samples. */
+  metrics: string[];
+  logFile: string;
+  log?: LogScan;
+}
+
+interface H2cResults {
+  runs: H2Measurement[];
+  launches: H2Launch[];
+  /** `nginx -v` when nginx served h2c as the reference; otherwise why it did not. */
+  nginx: { ok: boolean; note: string };
+  skipped?: string;
+  error?: string;
+}
+
+/** One GET over h2c with prior knowledge, `:authority: bench.local`: the phase's first check. */
+function h2cGet(port: number): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    const timer = setTimeout(() => {
+      session.destroy();
+      reject(new Error('h2c request timed out after 5 s'));
+    }, 5_000);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      session.destroy();
+      reject(err);
+    };
+    session.once('error', fail);
+    const req = session.request({ ':method': 'GET', ':path': '/bench', ':authority': HOST });
+    req.once('error', fail);
+    req.once('response', (headers) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (d: string) => {
+        body += d;
+      });
+      req.once('end', () => {
+        clearTimeout(timer);
+        session.close();
+        resolve({ status: Number(headers[':status'] ?? 0), body });
+      });
+    });
+    req.end();
+  });
+}
+
+/** h2load's summary lines, parsed. */
+interface H2loadSummary {
+  done: number;
+  reqPerSec: number;
+  errored: number;
+  timeout: number;
+  codes: Record<'2xx' | '3xx' | '4xx' | '5xx', number>;
+}
+
+function parseH2load(stdout: string): H2loadSummary | undefined {
+  const fin = /finished in [^,]+, ([\d.]+) req\/s/.exec(stdout);
+  const reqs =
+    /requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, \d+ failed, (\d+) errored(?:, (\d+) timeout)?/.exec(
+      stdout,
+    );
+  const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(stdout);
+  if (!fin || !reqs || !codes) return undefined;
+  return {
+    reqPerSec: Number(fin[1]),
+    done: Number(reqs[1]),
+    errored: Number(reqs[2]),
+    timeout: Number(reqs[3] ?? 0),
+    codes: {
+      '2xx': Number(codes[1]),
+      '3xx': Number(codes[2]),
+      '4xx': Number(codes[3]),
+      '5xx': Number(codes[4]),
+    },
+  };
+}
+
+/** Latency percentiles from h2load's log: one line per request, `start µs \t status \t elapsed µs`. */
+async function h2loadLatencies(
+  file: string,
+): Promise<Pick<H2Measurement, 'meanUs' | 'p50Us' | 'p90Us' | 'p99Us' | 'maxUs' | 'statuses'>> {
+  const text = await readFile(file, 'utf8');
+  const us: number[] = [];
+  const statuses: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const [, status, elapsed] = line.split('\t');
+    statuses[status!] = (statuses[status!] ?? 0) + 1;
+    us.push(Number(elapsed));
+  }
+  us.sort((a, b) => a - b);
+  const at = (q: number) =>
+    us.length ? us[Math.min(us.length - 1, Math.floor(q * us.length))]! : Number.NaN;
+  return {
+    meanUs: us.length ? us.reduce((a, b) => a + b, 0) / us.length : Number.NaN,
+    p50Us: at(0.5),
+    p90Us: at(0.9),
+    p99Us: at(0.99),
+    maxUs: us.length ? us[us.length - 1]! : Number.NaN,
+    statuses,
+  };
+}
+
+/** Runs h2load on the load core against a port for `seconds`; its log to `logFile` if given. */
+async function runH2load(
+  tools: Tools,
+  port: number,
+  load: H2Load,
+  seconds: number,
+  logFile?: string,
+): Promise<H2loadSummary> {
+  const args = [
+    '-t1',
+    `-c${load.connections}`,
+    `-m${load.streams}`,
+    `-D${seconds}`,
+    '-H',
+    `:authority: ${HOST}`,
+    ...(logFile ? ['--log-file', logFile] : []),
+    `http://127.0.0.1:${port}/bench`,
+  ];
+  const [cmd, cmdArgs] = pinned(LOAD_CORE, tools.h2load!, args, tools.pin);
+  const r = await run(cmd, cmdArgs, (seconds + 15) * 1000);
+  if (r.timedOut) throw new Error(`h2load did not finish within ${seconds + 15} s`);
+  const s = parseH2load(r.stdout);
+  if (r.code !== 0 || !s) {
+    throw new Error(`h2load failed (exit ${r.code}): ${(r.stderr.trim() || r.stdout.trim()).slice(-500)}`);
+  }
+  return s;
+}
+
+/**
+ * One measured run, as `measure` does for wrk: a warm-up run of h2load, then the proxy's CPU time,
+ * both cores' /proc/stat and the bench's own processes read around the measured run. h2load is a
+ * reaped child, so its CPU time lands in the orchestrator's cutime like wrk's.
+ */
+async function measureH2(
+  tools: Tools,
+  work: string,
+  target: H2Target,
+  port: number,
+  pids: () => number[],
+  rssPid: () => number | undefined,
+  load: H2Load,
+  round: number,
+): Promise<H2Measurement> {
+  const busyBefore = await waitForQuiet();
+  if (WARMUP_S > 0) await runH2load(tools, port, load, WARMUP_S);
+  const logFile = path.join(work, 'h2c', `${target}-r${round}-c${load.connections}-m${load.streams}.log`);
+  const procs = pids();
+  const coreBefore = await sampleCore(PROXY_CORE);
+  const loadBefore = await sampleCore(LOAD_CORE);
+  const oursBefore = (await selfAndReapedTicks()) + (await sampleCpu(loadCorePids())).ticks;
+  const before = await sampleCpu(procs);
+  const t0 = process.hrtime.bigint();
+  const s = await runH2load(tools, port, load, DURATION_S, logFile);
+  const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const after = await sampleCpu(procs);
+  const oursAfter = (await selfAndReapedTicks()) + (await sampleCpu(loadCorePids())).ticks;
+  const loadAfter = await sampleCore(LOAD_CORE);
+  const coreAfter = await sampleCore(PROXY_CORE);
+  const pid = rssPid();
+  const lat = await h2loadLatencies(logFile);
+  if (!KEEP_LOGS) await rm(logFile, { force: true });
+  const cpuS = (after.ticks - before.ticks) / clkTck;
+  const m: H2Measurement = {
+    round,
+    target,
+    connections: load.connections,
+    streams: load.streams,
+    requests: s.done,
+    reqPerSec: s.reqPerSec,
+    ...lat,
+    not2xx: s.codes['3xx'] + s.codes['4xx'] + s.codes['5xx'],
+    errors: s.errored + s.timeout,
+    otherOnProxyCore: Math.max(
+      0,
+      (coreAfter.busy - coreBefore.busy - (after.ticks - before.ticks)) / clkTck / wallS,
+    ),
+    steal: (coreAfter.steal - coreBefore.steal) / clkTck / wallS,
+    otherOnLoadCore: Math.max(
+      0,
+      (loadAfter.busy - loadBefore.busy + loadAfter.steal - loadBefore.steal - (oursAfter - oursBefore)) /
+        clkTck /
+        wallS,
+    ),
+    busyBefore,
+    ...(pid === undefined ? {} : { rssMiB: (await rssBytes(pid)) / 2 ** 20 }),
+  };
+  if (s.done > 0) {
+    m.cpuUsPerReq = (cpuS * 1e6) / s.done;
+    m.cpuUserUsPerReq = ((after.user - before.user) / clkTck / s.done) * 1e6;
+    m.cpuSystemUsPerReq = ((after.system - before.system) / clkTck / s.done) * 1e6;
+    m.cpuCores = cpuS / wallS;
+  }
+  return m;
+}
+
+/**
+ * The nginx reference: nginx's proxy configuration with `http2` on a plain listener (h2c with
+ * prior knowledge), on the proxy core; undefined, with the reason in `results.nginx`, when this
+ * nginx cannot.
+ */
+async function startNginxH2c(
+  tools: Tools,
+  work: string,
+  upstreamPort: number,
+  results: H2cResults,
+): Promise<{ port: number; child: ChildProcess } | undefined> {
+  if (!tools.nginx) {
+    results.nginx = { ok: false, note: 'nginx is missing' };
+    return undefined;
+  }
+  const version = (await run(tools.nginx, ['-v'], 5_000)).stderr.trim();
+  const [maj = 0, min = 0, patch = 0] = (/nginx\/(\d+)\.(\d+)\.(\d+)/.exec(version) ?? [])
+    .slice(1)
+    .map(Number);
+  // nginx 1.25.1 moved `http2` from a listen parameter to its own directive.
+  const newSyntax = maj > 1 || (maj === 1 && (min > 25 || (min === 25 && patch >= 1)));
+  const port = await freePort();
+  try {
+    const child = await startNginx(
+      tools,
+      path.join(work, 'nginx-h2c'),
+      'nginx h2c proxy',
+      PROXY_CORE,
+      proxyHttp(port, upstreamPort, newSyntax ? 'backlog=4096;\n    http2 on;' : 'http2 backlog=4096;'),
+      NGINX_ACCESS_LOG,
+      port,
+    );
+    const r = await h2cGet(port);
+    if (r.status !== 200 || r.body !== BODY) {
+      await stopChild(child);
+      results.nginx = { ok: false, note: `${version}: an h2c request got ${r.status}, not 200 and the body` };
+      return undefined;
+    }
+    results.nginx = { ok: true, note: version };
+    return { port, child };
+  } catch (err) {
+    results.nginx = { ok: false, note: `${version}: ${(err as Error).message.slice(0, 300)}` };
+    return undefined;
+  }
+}
+
+/**
+ * The phase: the nginx reference started once; for each round, token-injector with the main
+ * target's configuration started afresh on the proxy core, checked with one h2c request (200 and
+ * the body: the upstream answers only with the token) and one through h2load; then each load
+ * against each, the order of the two alternating by round.
+ */
+async function runH2c(
+  tools: Tools,
+  work: string,
+  token: TokenServer,
+  upstreamPort: number,
+  results: H2cResults,
+): Promise<void> {
+  mkdirSync(path.join(work, 'h2c'), { recursive: true });
+  const nginx = await startNginxH2c(tools, work, upstreamPort, results);
+  log(
+    `h2c: nginx reference ${results.nginx.ok ? `on (${results.nginx.note})` : `unavailable: ${results.nginx.note}`}`,
+  );
+  const tokenPath = '/token/h2c';
+  try {
+    for (let round = 1; round <= ROUNDS; round++) {
+      const tokensBefore = token.count(tokenPath);
+      const injector = await startInjector(
+        tools,
+        path.join(work, `h2c-r${round}`),
+        token.port,
+        upstreamPort,
+        {
+          tokenPath,
+        },
+      );
+      try {
+        const r = await h2cGet(injector.port);
+        if (r.status !== 200 || r.body !== BODY) {
+          throw new Error(
+            `h2c sanity request got ${r.status} ${JSON.stringify(r.body.slice(0, 200))}, expected 200 and the 100-byte body (is the token injected?)`,
+          );
+        }
+        const once = await runH2load(tools, injector.port, { connections: 1, streams: 1 }, 1);
+        if (once.done === 0 || once.codes['2xx'] !== once.done) {
+          throw new Error(`h2load's first second through token-injector: ${JSON.stringify(once)}`);
+        }
+        const pid = injector.child.pid!;
+        const targets: [H2Target, number, () => number[], () => number | undefined][] = [
+          ['token-injector', injector.port, () => [pid], () => pid],
+        ];
+        if (nginx) {
+          const master = nginx.child.pid!;
+          targets.push([
+            'nginx',
+            nginx.port,
+            () => [master, ...childPids(master)],
+            () => childPids(master)[0],
+          ]);
+        }
+        if (round % 2 === 0) targets.reverse();
+        for (const load of H2C_LOADS) {
+          for (const [name, port, pids, rssPid] of targets) {
+            const m = await measureH2(tools, work, name, port, pids, rssPid, load, round);
+            results.runs.push(m);
+            log(
+              `h2c round ${round} ${load.connections}×${load.streams} ${name}: ${Math.round(m.reqPerSec)} req/s, ` +
+                `p50 ${fmtUs(m.p50Us)}, p99 ${fmtUs(m.p99Us)}` +
+                (m.cpuUsPerReq !== undefined
+                  ? `, ${m.cpuUsPerReq.toFixed(1)} CPU µs/req (user ${m.cpuUserUsPerReq?.toFixed(1)}, ` +
+                    `sys ${m.cpuSystemUsPerReq?.toFixed(1)}), proxy ${m.cpuCores?.toFixed(2)} cores`
+                  : '') +
+                (m.rssMiB !== undefined ? `, RSS ${m.rssMiB.toFixed(1)} MiB` : '') +
+                (m.not2xx || m.errors
+                  ? `, ${m.not2xx} not 2xx, ${m.errors} errors ${JSON.stringify(m.statuses)}`
+                  : '') +
+                `, noise core ${PROXY_CORE} ${pct(m.otherOnProxyCore + m.steal)}, core ${LOAD_CORE} ${pct(m.otherOnLoadCore)}`,
+            );
+          }
+        }
+        const metrics = (await httpGet(injector.adminPort, '/metrics', {})).body
+          .split('\n')
+          .filter((l) => l.startsWith('token_injector_proxied_requests_total{'))
+          .map((l) => l.trim());
+        results.launches.push({
+          round,
+          tokenRequests: token.count(tokenPath) - tokensBefore,
+          metrics,
+          logFile: injector.logFile,
+        });
+      } finally {
+        await stopChild(injector.child);
+      }
+    }
+  } finally {
+    if (nginx) await stopChild(nginx.child);
+  }
+}
+
+/** The median over rounds of one number of one target at one load. */
+function h2Median(
+  runs: readonly H2Measurement[],
+  target: H2Target,
+  load: H2Load,
+  f: (m: H2Measurement) => number | undefined,
+): number | undefined {
+  const xs = runs
+    .filter((m) => m.target === target && m.connections === load.connections && m.streams === load.streams)
+    .map(f)
+    .filter((x): x is number => x !== undefined && !Number.isNaN(x));
+  return xs.length ? median(xs) : undefined;
+}
+
+/** The phase's table, its reading and its warnings; `wrk` holds the main phase's runs. */
+function h2cReport(results: H2cResults, wrk: readonly Measurement[]): string[] {
+  const { runs, launches } = results;
+  const out: string[] = [];
+  if (results.skipped) return [`h2c phase skipped: ${results.skipped}`];
+  const fmt = (x: number | undefined, digits: number) => (x === undefined ? 'n/a' : x.toFixed(digits));
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined ? 'n/a' : (a / b).toFixed(2);
+  out.push(
+    `h2c (HTTP/2 with prior knowledge on the proxy port): token-injector with the main target's configuration ` +
+      `(HTTP/1.1 upstream), started afresh each round; h2load (one thread, core ${LOAD_CORE}) sends GETs with ` +
+      `:authority ${HOST}; ` +
+      (results.nginx.ok
+        ? `reference: nginx proxying h2c to the same upstream (${results.nginx.note})`
+        : `no nginx reference: ${results.nginx.note}`),
+  );
+  const rows: string[][] = [
+    [
+      'connections × streams',
+      'target',
+      'req/s',
+      'p50',
+      'p99',
+      'CPU µs/req',
+      'CPU ÷ nginx',
+      'CPU cores',
+      'RSS MiB',
+      'not 2xx/errors',
+      'noise c1/c0',
+    ],
+  ];
+  for (const load of H2C_LOADS) {
+    const nginxCpu = h2Median(runs, 'nginx', load, (m) => m.cpuUsPerReq);
+    for (const t of ['token-injector', 'nginx'] as const) {
+      const ms = runs.filter(
+        (m) => m.target === t && m.connections === load.connections && m.streams === load.streams,
+      );
+      if (ms.length === 0) continue;
+      const pick = (f: (m: H2Measurement) => number | undefined) => h2Median(runs, t, load, f);
+      const cpu = pick((m) => m.cpuUsPerReq);
+      rows.push([
+        `${load.connections} × ${load.streams}`,
+        t,
+        Math.round(pick((m) => m.reqPerSec)!).toString(),
+        fmtUs(pick((m) => m.p50Us)!),
+        fmtUs(pick((m) => m.p99Us)!),
+        fmt(cpu, 1),
+        ratio(cpu, nginxCpu),
+        fmt(
+          pick((m) => m.cpuCores),
+          2,
+        ),
+        fmt(
+          pick((m) => m.rssMiB),
+          1,
+        ),
+        `${ms.reduce((a, m) => a + m.not2xx, 0)}/${ms.reduce((a, m) => a + m.errors, 0)}`,
+        `${pct(Math.max(...ms.map((m) => m.otherOnProxyCore + m.steal)))}/${pct(Math.max(...ms.map((m) => m.otherOnLoadCore)))}`,
+      ]);
+    }
+  }
+  out.push(table(rows));
+  if (ROUNDS > 1) {
+    const ranges = H2C_LOADS.map((load) => {
+      const xs = runs
+        .filter(
+          (m) =>
+            m.target === 'token-injector' && m.connections === load.connections && m.streams === load.streams,
+        )
+        .map((m) => m.cpuUsPerReq ?? Number.NaN);
+      return `${load.connections}×${load.streams} ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
+    });
+    out.push(`  (token-injector's CPU µs/req over the rounds: ${ranges.join(', ')})`);
+  }
+  // The same process's cost over HTTP/1.1 (wrk, main phase), to set h2c against.
+  const http1 = (c: number) => medianOf(wrk, 'token-injector', c, (m) => m.cpuUsPerReq);
+  const h2 = (load: H2Load) => h2Median(runs, 'token-injector', load, (m) => m.cpuUsPerReq);
+  const parts: string[] = [];
+  for (const c of CONNECTIONS) {
+    const h1 = http1(c);
+    if (h1 === undefined) continue;
+    const same = H2C_LOADS.filter((l) => l.connections * l.streams === c);
+    parts.push(
+      `HTTP/1.1 c=${c} ${h1.toFixed(1)} µs` +
+        same.map((l) => `, h2c ${l.connections}×${l.streams} ÷ it ${ratio(h2(l), h1)}`).join(''),
+    );
+  }
+  out.push(
+    parts.length > 0
+      ? `token-injector over HTTP/1.1 in the main phase (wrk, CPU µs/req): ${parts.join('; ')}`
+      : 'token-injector over HTTP/1.1: not measured in this run (add token-injector to BENCH_TARGETS)',
+  );
+  out.push(
+    'How to read it: CPU µs/req is the figure to compare (the proxy alone on its core); req/s also depends on h2load ' +
+      "and the upstream on core 0. 64 × 1 is wrk's 64 connections in HTTP/2; 1 × 64 the same 64 requests in flight " +
+      'on one connection, each stream routed and given its token apart; 1 × 1 is latency. p50/p99 come from ' +
+      "h2load's per-request log. token-injector forwards each stream over HTTP/1.1 to the upstream, as nginx does.",
+  );
+  for (const l of launches) {
+    const scan = l.log;
+    out.push(
+      `h2c launch ${l.round}: ${l.tokenRequests} token request(s); ${l.metrics.join(', ')}` +
+        (scan
+          ? `; ${scan.lines} log lines ${JSON.stringify(scan.byLevel)}; logged statuses ${JSON.stringify(scan.statuses)}`
+          : ''),
+    );
+    for (const line of scan?.samples ?? []) out.push(`  log: ${line}`);
+  }
+  const bad = runs.filter((m) => m.not2xx > 0 || m.errors > 0);
+  if (bad.length) {
+    out.push(
+      `WARNING: h2c runs with responses other than 2xx or failed streams: ` +
+        bad.map((m) => `${m.target}@${m.connections}×${m.streams} ${JSON.stringify(m.statuses)}`).join(', '),
+    );
+  }
+  const noisy = runs.filter((m) => m.otherOnProxyCore + m.steal > 0.05 || m.otherOnLoadCore > 0.05);
+  if (noisy.length) {
+    out.push(
+      `WARNING: other work took more than 5% of a core in ${noisy.length} h2c run(s): ` +
+        noisy
+          .map(
+            (m) =>
+              `${m.target}@${m.connections}×${m.streams} (${pct(m.otherOnProxyCore + m.steal)}/${pct(m.otherOnLoadCore)})`,
+          )
+          .join(', '),
+    );
+  }
+  if (results.error) out.push(`h2c phase: FAIL: ${results.error}`);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Main
 
 async function main(): Promise<number> {
@@ -2243,10 +2830,16 @@ async function main(): Promise<number> {
     ? ROUNDS *
       ((CONNECTIONS.length * KEEP_ALIVE_MODES.length + 1) * (WARMUP_S + DURATION_S + QUIET_WAIT_S + 10) + 30)
     : 0;
+  // Two targets (token-injector, nginx) per load, each a warm-up and a measured h2load.
+  const h2cS =
+    H2C && tools.h2load
+      ? ROUNDS * (H2C_LOADS.length * 2 * (WARMUP_S + DURATION_S + QUIET_WAIT_S + 10) + 30) + 30
+      : 0;
   const budgetS =
     ROUNDS * CONNECTIONS.length * targetsCount * (WARMUP_S + DURATION_S + QUIET_WAIT_S + 5) +
     ROUNDS * targetsCount * 20 + // start-ups (each round starts token-injector afresh)
     interceptS +
+    h2cS +
     fleetS +
     90;
   const watchdog = setTimeout(() => {
@@ -2470,6 +3063,26 @@ async function main(): Promise<number> {
       for (const l of intercept.launches) l.log = await scanLog(l.logFile);
     }
 
+    const h2c: H2cResults = { runs: [], launches: [], nginx: { ok: false, note: 'not started' } };
+    if (H2C) {
+      if (!tools.h2load) {
+        h2c.skipped = 'h2load (nghttp2-client) is missing and could not be installed';
+        log(`h2c phase skipped: ${h2c.skipped}`);
+      } else {
+        log(
+          `h2c phase: h2load ${H2C_LOADS.map((l) => `${l.connections}×${l.streams}`).join(', ')} (connections × streams), ` +
+            `token-injector and nginx; ${ROUNDS} round(s)`,
+        );
+        try {
+          await runH2c(tools, work, token, upstreamPort, h2c);
+        } catch (err) {
+          h2c.error = (err as Error).message;
+          log(`h2c phase FAILED: ${h2c.error}`);
+        }
+        for (const l of h2c.launches) l.log = await scanLog(l.logFile);
+      }
+    }
+
     let fleet: FleetResult[] = [];
     let fleetError: string | undefined;
     if (FLEET.length > 0 && redisUrl) {
@@ -2582,6 +3195,8 @@ async function main(): Promise<number> {
       process.stdout.write(`\n${lines.join('\n')}\n`);
     }
 
+    if (H2C) process.stdout.write(`\n${h2cReport(h2c, runs).join('\n')}\n`);
+
     if (fleet.length > 0 || fleetError) {
       process.stdout.write(
         `\nfleet: one credential, ${FLEET_LIFETIME_S} s tokens (usable ${fleetUsableS()} s, refreshed at ` +
@@ -2630,6 +3245,19 @@ async function main(): Promise<number> {
                 ...(intercept.error ? { error: intercept.error } : {}),
               }
             : undefined,
+          h2c: H2C
+            ? {
+                h2load: tools.h2load
+                  ? (await run(tools.h2load, ['--version'], 5_000)).stdout.trim()
+                  : undefined,
+                loads: H2C_LOADS,
+                nginx: h2c.nginx,
+                runs: h2c.runs,
+                launches: h2c.launches.map(({ logFile: _, ...l }) => l),
+                ...(h2c.skipped ? { skipped: h2c.skipped } : {}),
+                ...(h2c.error ? { error: h2c.error } : {}),
+              }
+            : undefined,
           fleet: {
             replicas: FLEET,
             tokenLifetimeS: FLEET_LIFETIME_S,
@@ -2647,6 +3275,8 @@ async function main(): Promise<number> {
     if (!KEEP_LOGS) {
       for (const r of reports) await rm(r.logFile, { force: true });
       for (const l of intercept.launches) await rm(l.logFile, { force: true });
+      for (const l of h2c.launches) await rm(l.logFile, { force: true });
+      await rm(path.join(work, 'nginx-h2c', 'access.log'), { force: true });
       for (const r of fleetWaves().flat()) {
         for (let i = 0; i < r.replicas; i++) {
           await rm(path.join(work, 'fleet', r.name, String(i), 'stdout.log'), { force: true });
@@ -3018,15 +3648,18 @@ async function startMinimalProxy(
   return { child, port };
 }
 
-/** nginx as the comparison proxy: inject a static header, keep-alive connections upstream. */
-function proxyHttp(port: number, upstreamPort: number): string {
+/**
+ * nginx as the comparison proxy: inject a static header, keep-alive connections upstream. `listen`
+ * is the listen directive's parameters after the address (the h2c phase adds `http2`).
+ */
+function proxyHttp(port: number, upstreamPort: number, listen = 'backlog=4096;'): string {
   return `  upstream bench_upstream {
     server 127.0.0.1:${upstreamPort};
     keepalive 64;
     keepalive_requests 1000000;
   }
   server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port} ${listen}
     location / {
       proxy_pass http://bench_upstream;
       proxy_http_version 1.1;
