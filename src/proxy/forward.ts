@@ -152,8 +152,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse;
   readonly #fwd: ForwardRequest;
   readonly #observer: ForwardObserver;
+  /**
+   * Removed once the exchange is over (#finish), so a close heard here is a client gone before its
+   * answer. Not asked `writableFinished`: Node's HTTP/2 compatibility response reports its stream's
+   * writable side, which Node itself ends when the client resets the stream (RST_STREAM), so a
+   * reset stream looks finished and the upstream request would go on with no one to answer.
+   */
   readonly #onClose = () => {
-    if (!this.#res.writableFinished) this.#controller?.abort(clientClosed());
+    this.#controller?.abort(clientClosed());
   };
   /** Made on the first backpressure only: most responses never need it. */
   #onDrain: (() => void) | undefined;

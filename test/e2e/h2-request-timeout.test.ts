@@ -93,4 +93,28 @@ describe('limits.request_timeout on HTTP/2 streams', () => {
     expect(stream.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
     expect(JSON.parse(body)).toMatchObject({ method: 'POST', path: '/upload', bodyBytes: 12 });
   });
+
+  it('a stream the client resets once the upstream has it is finished and logged 499', async () => {
+    const before = up.requests.length;
+    const logged = proxy.logs.filter((l) => l['path'] === '/upload').length;
+    const sent = 'the first part of a body the client gives up on';
+    const stream = post();
+    stream.on('error', () => {});
+    stream.write(sent);
+    await expect.poll(() => up.openConnections).toBeGreaterThan(0);
+    // Node's close() ends the stream's writable side (an empty DATA frame with END_STREAM) before
+    // its RST_STREAM: the body is whole by the protocol (RFC 9113 §8.1), so the upstream may
+    // get it; the client is gone all the same, and the proxy must not wait to answer it.
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    await expect
+      .poll(() =>
+        proxy.logs
+          .filter((l) => l['path'] === '/upload')
+          .slice(logged)
+          .map((l) => l['status']),
+      )
+      .toEqual([499]);
+    // Whatever reached the upstream is the body as sent, never more or less.
+    for (const r of up.requests.slice(before)) expect(r.body.toString()).toBe(sent);
+  });
 });
