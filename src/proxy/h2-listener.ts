@@ -3,7 +3,7 @@ import {
   constants,
   createServer,
   type Http2ServerRequest,
-  type Http2ServerResponse,
+  Http2ServerResponse,
   type ServerHttp2Session,
 } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -45,6 +45,7 @@ export function createH2Listener(
     // One field more than allowed gets through, so that the handler answers it 431 as for HTTP/1.1.
     maxHeaderListPairs: limits.maxHeaders + 1 + PSEUDO_HEADERS,
     settings: { maxHeaderListSize: limits.maxHeaderSize, enablePush: false },
+    Http2ServerResponse: StreamAwareResponse,
   });
   const sessions = new Set<ServerHttp2Session>();
   let draining = false;
@@ -75,10 +76,6 @@ export function createH2Listener(
     // complete one. So before compat's own listener, a stream that closes without its END_STREAM
     // fails the body.
     if (!req.stream.endAfterHeaders) req.stream.prependOnceListener('end', () => failCutBody(req));
-    // The handler asks `res.destroyed` whether the client is gone (after waiting for a token,
-    // say); Http2ServerResponse has no such property, its stream does.
-    // A reset stream counts as gone from the reset on, before it is fully torn down.
-    Object.defineProperty(res, 'destroyed', { get: () => res.stream.destroyed || res.stream.rstCode > 0 });
     if (limits.requestTimeoutMs > 0 && !req.stream.endAfterHeaders)
       bodyDeadline(req, limits.requestTimeoutMs);
     onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse);
@@ -103,6 +100,19 @@ export function createH2Listener(
 }
 
 function noop(): void {}
+
+/**
+ * The handler asks `res.destroyed` whether the client is gone (after waiting for a token, say);
+ * Http2ServerResponse has no such property, its stream does. A reset stream counts as gone from
+ * the reset on, before it is fully torn down. A class rather than a property set per stream.
+ */
+class StreamAwareResponse extends Http2ServerResponse {}
+// Node's typings declare `destroyed` on it (as on any Writable), so it is defined, not overridden.
+Object.defineProperty(StreamAwareResponse.prototype, 'destroyed', {
+  get(this: Http2ServerResponse): boolean {
+    return this.stream.destroyed || this.stream.rstCode > 0;
+  },
+});
 
 function failCutBody(req: Http2ServerRequest): void {
   // A stream whose body ended normally is not closed yet (its response is still to come); one
