@@ -1171,6 +1171,30 @@ interface Measurement {
   loadCoreOurs: number;
 }
 
+/**
+ * What others took of the two cores during a run, in cores: on the proxy core, everything but the
+ * measured processes' `proxyTicks` (and steal apart); on the load core, everything but the bench's
+ * own work (`oursTicks`: orchestrator, load generator, upstream), steal included.
+ */
+function othersShare(
+  proxyCore: readonly [CoreSample, CoreSample],
+  loadCore: readonly [CoreSample, CoreSample],
+  proxyTicks: number,
+  oursTicks: number,
+  wallS: number,
+): { otherOnProxyCore: number; steal: number; otherOnLoadCore: number } {
+  const [coreBefore, coreAfter] = proxyCore;
+  const [loadBefore, loadAfter] = loadCore;
+  return {
+    otherOnProxyCore: Math.max(0, (coreAfter.busy - coreBefore.busy - proxyTicks) / clkTck / wallS),
+    steal: (coreAfter.steal - coreBefore.steal) / clkTck / wallS,
+    otherOnLoadCore: Math.max(
+      0,
+      (loadAfter.busy - loadBefore.busy + loadAfter.steal - loadBefore.steal - oursTicks) / clkTck / wallS,
+    ),
+  };
+}
+
 /** A core's time over a run by /proc/stat field, as shares of the wall time. */
 function shares(before: CoreSample, after: CoreSample, wallS: number): Record<string, number> {
   return Object.fromEntries(
@@ -1216,20 +1240,12 @@ async function measure(
     maxUs: w.max_us,
     badStatus: w.status_errors,
     errors: w.connect_errors + w.read_errors + w.write_errors + w.timeouts,
-    otherOnProxyCore: Math.max(
-      0,
-      (coreAfter.busy - coreBefore.busy - (after.ticks - before.ticks)) / clkTck / wallS,
-    ),
-    steal: (coreAfter.steal - coreBefore.steal) / clkTck / wallS,
-    otherOnLoadCore: Math.max(
-      0,
-      (loadAfter.busy -
-        loadBefore.busy +
-        loadAfter.steal -
-        loadBefore.steal -
-        (oursOnLoadAfter - oursOnLoadBefore)) /
-        clkTck /
-        wallS,
+    ...othersShare(
+      [coreBefore, coreAfter],
+      [loadBefore, loadAfter],
+      after.ticks - before.ticks,
+      oursOnLoadAfter - oursOnLoadBefore,
+      wallS,
     ),
     busyBefore,
     proxyCoreShares: shares(coreBefore, coreAfter, wallS),
@@ -1878,16 +1894,12 @@ async function measureLoad(
       errors: w.errors,
       errorKinds: w.errorKinds,
       generatorCores: (genAfter.ticks - genBefore.ticks) / clkTck / wallS,
-      otherOnProxyCore: Math.max(
-        0,
-        (coreAfter.busy - coreBefore.busy - (after.ticks - before.ticks)) / clkTck / wallS,
-      ),
-      steal: (coreAfter.steal - coreBefore.steal) / clkTck / wallS,
-      otherOnLoadCore: Math.max(
-        0,
-        (loadAfter.busy - loadBefore.busy + loadAfter.steal - loadBefore.steal - (oursAfter - oursBefore)) /
-          clkTck /
-          wallS,
+      ...othersShare(
+        [coreBefore, coreAfter],
+        [loadBefore, loadAfter],
+        after.ticks - before.ticks,
+        oursAfter - oursBefore,
+        wallS,
       ),
       busyBefore,
       tlsProtocol: w.tlsProtocol,
@@ -2503,16 +2515,12 @@ async function measureH2(
     ...lat,
     not2xx: s.codes['3xx'] + s.codes['4xx'] + s.codes['5xx'],
     errors: s.errored + s.timeout,
-    otherOnProxyCore: Math.max(
-      0,
-      (coreAfter.busy - coreBefore.busy - (after.ticks - before.ticks)) / clkTck / wallS,
-    ),
-    steal: (coreAfter.steal - coreBefore.steal) / clkTck / wallS,
-    otherOnLoadCore: Math.max(
-      0,
-      (loadAfter.busy - loadBefore.busy + loadAfter.steal - loadBefore.steal - (oursAfter - oursBefore)) /
-        clkTck /
-        wallS,
+    ...othersShare(
+      [coreBefore, coreAfter],
+      [loadBefore, loadAfter],
+      after.ticks - before.ticks,
+      oursAfter - oursBefore,
+      wallS,
     ),
     busyBefore,
     ...(pid === undefined ? {} : { rssMiB: (await rssBytes(pid)) / 2 ** 20 }),
