@@ -174,50 +174,48 @@ async function open(): Promise<net.Socket> {
 }
 
 /** Reads the proxy's answer to CONNECT; resolves on a 200, with the socket paused for TLS. */
-function connectAnswer(socket: net.Socket): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let answer = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
+async function connectAnswer(socket: net.Socket): Promise<void> {
+  let answer = Buffer.alloc(0);
+  try {
+    await readFrom(socket, 'the CONNECT answer', (chunk) => {
       answer = Buffer.concat([answer, chunk]);
       const end = answer.indexOf(CRLFCRLF);
-      if (end === -1) return;
+      if (end === -1) return undefined;
       // Paused inside the handler, so that no byte is emitted with nobody listening.
       socket.pause();
-      cleanup();
       const line = answer.toString('latin1', 0, answer.indexOf('\r\n'));
-      if (!/^HTTP\/1\.[01] 200 /.test(line)) reject(new Error(`CONNECT answered "${line}"`));
+      if (!/^HTTP\/1\.[01] 200 /.test(line)) throw new Error(`CONNECT answered "${line}"`);
       // The proxy waits for the ClientHello: a byte after its 200 would be a broken tunnel.
-      else if (end + 4 < answer.length) reject(new Error('bytes after the CONNECT answer'));
-      else resolve();
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onClose = () => {
-      cleanup();
-      reject(new Error('connection closed before the CONNECT answer'));
-    };
-    const cleanup = () => {
-      socket.off('data', onData);
-      socket.off('error', onError);
-      socket.off('close', onClose);
-    };
-    socket.on('data', onData);
-    socket.once('error', onError);
-    socket.once('close', onClose);
-  }).catch((err: unknown) => {
+      if (end + 4 < answer.length) throw new Error('bytes after the CONNECT answer');
+      return true;
+    });
+  } catch (err) {
     socket.destroy();
     throw err;
-  });
+  }
 }
 
 /** Reads one whole response off a socket. */
 function response(socket: net.Socket, reader: ResponseReader): Promise<[number, boolean, number]> {
+  return readFrom(socket, 'the response', (chunk) => reader.push(chunk));
+}
+
+/**
+ * Feeds a socket's bytes to `take` until it gives a result (or throws); rejects on an error or a
+ * close first. The listeners are gone before the promise settles.
+ */
+function readFrom<T>(socket: net.Socket, what: string, take: (chunk: Buffer) => T | undefined): Promise<T> {
   return new Promise((resolve, reject) => {
     const onData = (chunk: Buffer) => {
-      const done = reader.push(chunk);
-      if (!done) return;
+      let done: T | undefined;
+      try {
+        done = take(chunk);
+      } catch (err) {
+        cleanup();
+        reject(err);
+        return;
+      }
+      if (done === undefined) return;
       cleanup();
       resolve(done);
     };
@@ -227,7 +225,7 @@ function response(socket: net.Socket, reader: ResponseReader): Promise<[number, 
     };
     const onClose = () => {
       cleanup();
-      reject(new Error('connection closed before the response'));
+      reject(new Error(`connection closed before ${what}`));
     };
     const cleanup = () => {
       socket.off('data', onData);
