@@ -228,6 +228,15 @@ export interface TlsInterceptConfig {
   readonly leafLifetimeMs: number;
 }
 
+/** `tracing`: OpenTelemetry spans sent by OTLP/HTTP. */
+export interface TracingConfig {
+  /** The collector's base URL; spans go to `/v1/traces` under it. */
+  readonly otlpEndpoint: URL;
+  readonly serviceName: string;
+  /** Fraction of new traces (no sampled `traceparent` from the app) that are recorded. */
+  readonly sampleRatio: number;
+}
+
 export interface Config {
   readonly listen: ListenAddress;
   /** A `listen` beyond loopback was explicitly allowed. */
@@ -244,6 +253,8 @@ export interface Config {
   readonly sharedCache?: SharedCacheConfig;
   /** Undefined: CONNECT is never intercepted. */
   readonly tlsIntercept?: TlsInterceptConfig;
+  /** Undefined: no tracer is loaded. */
+  readonly tracing?: TracingConfig;
   /** Things that work but should be changed (e.g. a secret written inline); never fatal. */
   readonly warnings: readonly ConfigProblem[];
 }

@@ -18,6 +18,7 @@ import type {
 import { credential, credentialDependencies, usesRequestHeader } from './validate-credential.js';
 import { sharedCache } from './validate-shared-cache.js';
 import { tlsIntercept } from './validate-tls-intercept.js';
+import { tracing } from './validate-tracing.js';
 
 type Obj = Record<string, unknown>;
 
@@ -33,6 +34,7 @@ const TOP_KEYS = [
   'routes',
   'shared_cache',
   'tls_intercept',
+  'tracing',
 ];
 const ROUTE_KEYS = [
   'name',
@@ -167,6 +169,7 @@ export function validateConfig(
 
   const shared = sharedCache(c, root);
   const intercept = tlsIntercept(c, root);
+  const trace = tracing(c, root);
 
   if (c.problems.length > 0) return { problems: c.problems };
   const config: Config = Object.freeze({
@@ -181,6 +184,7 @@ export function validateConfig(
     routes: Object.freeze(routes),
     ...(shared ? { sharedCache: shared } : {}),
     ...(intercept ? { tlsIntercept: intercept } : {}),
+    ...(trace ? { tracing: trace } : {}),
     warnings: Object.freeze([...c.warnings]),
   });
   return { config, problems: [] };
