@@ -16,9 +16,11 @@
  * lists), while the old-space pages it used go back to the system. That is printed apart; the
  * measured fill starts from there, so its deltas are what the entries hold.
  */
+
 import { randomBytes } from 'node:crypto';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { RequestTokens } from '../src/credentials/request-tokens.js';
+import { assertionExpiry } from '../src/grants/assertion-expiry.js';
 import { parseTokenResponse } from '../src/token-endpoint/parse-response.js';
 import type { Token } from '../src/token-endpoint/token.js';
 
@@ -90,8 +92,7 @@ const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 function requestTokens(maxEntries: number, fetched: () => void): RequestTokens {
   return new RequestTokens({
     name: 'obo',
-    headers: [HEADER],
-    maxEntries,
+    inputs: { headers: [HEADER], maxEntries, expiryOf: assertionExpiry },
     retry: { deadlineMs: 10_000, initialBackoffMs: 250, maxBackoffMs: 30_000 },
     fetch: async (request) => {
       if (!request.get(HEADER)) throw new Error('no assertion');

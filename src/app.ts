@@ -1,11 +1,11 @@
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
-import { Metrics } from './admin/metrics.js';
+import { Metrics } from './metrics/metrics.js';
 import { type AdminServer, startAdminServer } from './admin/server.js';
 import type { Config, TlsInterceptConfig } from './config/types.js';
 import { Credentials } from './credentials/credentials.js';
 import type { TokenSource } from './credentials/token-source.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger } from './log/logger.js';
 import { type ConnectInterception, createConnectHandler } from './proxy/connect.js';
 import { createProxyHandler } from './proxy/handler.js';
 import { createInterceptor } from './proxy/intercept.js';

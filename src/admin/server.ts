@@ -2,9 +2,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ListenAddress } from '../config/types.js';
 import type { Credentials } from '../credentials/credentials.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { listen } from '../net-listen.js';
 import type { SharedCacheState } from '../shared-cache/store.js';
-import type { Metrics } from './metrics.js';
 
 export interface Readiness {
   /** True once the proxy listener accepts connections and until shutdown begins. */

@@ -6,7 +6,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config, TokenScope } from '../config/types.js';
 import { Credentials } from '../credentials/credentials.js';
 import { ConfigError, CredentialBackoffError, formatProblem, TokenInjectorError } from '../errors.js';
-import { createLogger } from '../log.js';
+import { createLogger } from '../log/logger.js';
 import { EXIT } from './exit-codes.js';
 
 const HELP = `token-injector: OAuth 2.0 for any program, without a code change.

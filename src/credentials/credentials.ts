@@ -1,9 +1,8 @@
 import type { IncomingMessage } from 'node:http';
-import type { Metrics } from '../admin/metrics.js';
-import type { Config, CredentialConfig, RouteConfig, TokenInput, TokenScope } from '../config/types.js';
+import type { Config, CredentialConfig, RouteConfig, TokenScope } from '../config/types.js';
 import { UnknownCredentialError } from '../errors.js';
-import { requestHeaders } from '../grants/token-input.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { SharedCache } from '../shared-cache/shared-cache.js';
 import type { Token } from '../token-endpoint/token.js';
 import { RequestTokens } from './request-tokens.js';
@@ -120,9 +119,9 @@ export class Credentials {
 
   #newRouteTokens(provider: TokenProvider, scope: TokenScope, key: string): RouteTokens {
     const name = provider.credential.name;
-    const headers = requestHeaders(inputsOf(provider.credential));
+    const inputs = provider.perRequest;
     const counters = this.#counters(name);
-    if (headers.length === 0) {
+    if (inputs === undefined) {
       const source = this.source(name, scope);
       return {
         consumedHeaders: [],
@@ -138,8 +137,7 @@ export class Credentials {
     }
     const requestTokens = new RequestTokens({
       name,
-      headers,
-      maxEntries: maxEntriesOf(provider.credential),
+      inputs,
       retry: retryPolicy(provider.credential),
       fetch: (request, previous, deadline) => {
         const local = (prev: Token | undefined, until: number) =>
@@ -166,7 +164,7 @@ export class Credentials {
     });
     this.#requestTokens.set(key, requestTokens);
     return {
-      consumedHeaders: headers,
+      consumedHeaders: inputs.headers,
       // Each value separately: `headers` joins a repeated header into one value.
       token: (req) => requestTokens.get(req.headersDistinct),
       invalidate: (req, accessToken) => requestTokens.invalidate(req.headersDistinct, accessToken),
@@ -193,7 +191,7 @@ export class Credentials {
     const sources = this.sourcesOf(name);
     if (sources.length === 0) {
       // Known from the configuration: its caches appear only with the first request of a route.
-      return requestHeaders(inputsOf(this.#provider(name).credential)).length > 0 ? 'per_request' : 'empty';
+      return this.#provider(name).perRequest ? 'per_request' : 'empty';
     }
     const order: TokenState[] = ['failing', 'empty', 'expired', 'stale', 'refreshing', 'fresh'];
     return sources.map((s) => s.state).sort((a, b) => order.indexOf(a) - order.indexOf(b))[0]!;
@@ -297,18 +295,4 @@ function effectiveScope(cred: CredentialConfig, overrides: TokenScope): TokenSco
     ...(audience !== undefined ? { audience } : {}),
     ...(resource !== undefined ? { resource } : {}),
   };
-}
-
-function inputsOf(cred: CredentialConfig): (TokenInput | undefined)[] {
-  const g = cred.grant;
-  if (g.type === 'jwt_bearer' || g.type === 'saml2_bearer') return [g.assertion];
-  if (g.type === 'token_exchange') return [g.subjectToken, g.actorToken];
-  return [];
-}
-
-function maxEntriesOf(cred: CredentialConfig): number {
-  const sizes = inputsOf(cred)
-    .filter((i): i is TokenInput & { source: 'request_header' } => i?.source === 'request_header')
-    .map((i) => i.maxEntries);
-  return Math.min(...sizes);
 }

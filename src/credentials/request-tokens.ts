@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { decodeJwt } from 'jose';
 import { AssertionExpiredError, AssertionInvalidError, AssertionMissingError } from '../errors.js';
-import { samlNotOnOrAfter } from '../grants/saml.js';
+import type { PerRequestInputs } from '../grants/grant.js';
 import type { Token } from '../token-endpoint/token.js';
 import {
   type CacheCounters,
@@ -46,14 +45,14 @@ export class RequestTokens {
   readonly #entries = new Map<string, Token | TokenSource<ValuesRequest>>();
   readonly #headers: readonly string[];
   readonly #maxEntries: number;
+  readonly #expiryOf: (value: string) => number | undefined;
   readonly #counters: CacheCounters | undefined;
   readonly #sources: TokenSourceOptions<ValuesRequest>;
 
   constructor(opts: {
     name: string;
-    /** Lower-case names of the request headers that carry the values. */
-    headers: readonly string[];
-    maxEntries: number;
+    /** The request headers that carry the values, as the grant reads them. */
+    inputs: PerRequestInputs;
     fetch: Fetch;
     retry?: RetryPolicy;
     events?: TokenSourceEvents;
@@ -65,8 +64,9 @@ export class RequestTokens {
      */
     revoked?: (request: ReadonlyMap<string, string>, accessToken: string) => void;
   }) {
-    this.#headers = opts.headers;
-    this.#maxEntries = opts.maxEntries;
+    this.#headers = opts.inputs.headers;
+    this.#maxEntries = opts.inputs.maxEntries;
+    this.#expiryOf = opts.inputs.expiryOf;
     this.#counters = opts.counters;
     const { fetch, revoked } = opts;
     this.#sources = {
@@ -117,7 +117,7 @@ export class RequestTokens {
       }
       const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
       if (!value) return Promise.reject(new AssertionMissingError(name));
-      const expiry = expiryOf(value);
+      const expiry = this.#expiryOf(value);
       if (expiry !== undefined && expiry <= now) return Promise.reject(new AssertionExpiredError(name));
       if (expiry !== undefined) bound = Math.min(bound, expiry);
       values.set(name, value);
@@ -156,7 +156,7 @@ export class RequestTokens {
     let bound = Number.POSITIVE_INFINITY;
     for (const name of this.#headers) {
       const value = headerValue(headers[name])!;
-      bound = Math.min(bound, expiryOf(value) ?? bound);
+      bound = Math.min(bound, this.#expiryOf(value) ?? bound);
       values.set(name, value);
     }
     const retry = source.invalidate(accessToken, { key, values, bound });
@@ -199,17 +199,4 @@ export class RequestTokens {
 function headerValue(raw: string | string[] | undefined): string | undefined {
   if (Array.isArray(raw)) return raw.length === 1 ? raw[0]!.trim() : undefined;
   return raw?.trim();
-}
-
-/** When an assertion stops being valid, if it says: a JWT's `exp`, a SAML `NotOnOrAfter`. */
-export function expiryOf(value: string): number | undefined {
-  if (/^[\w-]+\.[\w-]+\.[\w-]*$/.test(value)) {
-    try {
-      const exp = decodeJwt(value).exp;
-      return typeof exp === 'number' ? exp * 1000 : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-  return samlNotOnOrAfter(value);
 }

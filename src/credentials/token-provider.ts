@@ -1,11 +1,11 @@
-import type { Metrics } from '../admin/metrics.js';
 import { type ClientAuth, clientAuthFor } from '../client-auth/client-auth.js';
 import type { CredentialConfig } from '../config/types.js';
 import { CredentialInputError, TokenEndpointRejectedError, TokenInjectorError } from '../errors.js';
 import { FileSet } from '../files/live-file.js';
-import type { Grant, GrantContext } from '../grants/grant.js';
+import type { Grant, GrantContext, PerRequestInputs } from '../grants/grant.js';
 import { grantFor } from '../grants/grants.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { createTokenEndpoint, type TokenEndpoint } from '../token-endpoint/post.js';
 import { redactSecrets, requestSecrets } from '../token-endpoint/redact.js';
 import type { Token } from '../token-endpoint/token.js';
@@ -55,6 +55,11 @@ export class TokenProvider {
     this.#credentialToken = deps.credentialToken;
     this.#metrics = deps.metrics;
     this.#log = deps.logger.child({ credential: cred.name });
+  }
+
+  /** What the grant reads from each request, when its tokens follow requests. */
+  get perRequest(): PerRequestInputs | undefined {
+    return this.#grant.perRequest;
   }
 
   /**

@@ -3,7 +3,7 @@ import { AssertionInvalidError, CredentialInputError } from '../errors.js';
 import type { FileSet } from '../files/live-file.js';
 import { baseForm, type Grant } from './grant.js';
 import { samlAssertionParam } from './saml.js';
-import { tokenInputReader } from './token-input.js';
+import { perRequestInputs, tokenInputReader } from './token-input.js';
 
 /** RFC 7523 §2.1: a JWT (signed by us, read from a file, or the app's) as authorization grant. */
 export function jwtBearerGrant(cred: CredentialConfig, files: FileSet): Grant {
@@ -15,6 +15,7 @@ export function jwtBearerGrant(cred: CredentialConfig, files: FileSet): Grant {
       form.set('assertion', await assertion(ctx));
       return form;
     },
+    perRequest: perRequestInputs([cred.grant.assertion]),
   };
 }
 
@@ -37,6 +38,7 @@ export function saml2BearerGrant(cred: CredentialConfig, files: FileSet): Grant 
       }
       return form;
     },
+    perRequest: perRequestInputs([input]),
   };
 }
 
@@ -60,5 +62,6 @@ export function tokenExchangeGrant(cred: CredentialConfig, files: FileSet): Gran
     },
     // §2.2.1: "N_A" when the issued token is not an access token (it is still injected as-is).
     extraTokenTypes: ['n_a'],
+    perRequest: perRequestInputs([grant.subjectToken, grant.actorToken]),
   };
 }

@@ -17,6 +17,19 @@ export interface GrantContext {
   readonly credentialToken: (name: string) => Promise<Token>;
 }
 
+/**
+ * What a grant reads from each app request (`source: request_header`): its tokens then follow
+ * the values the app sends, one cached token per distinct set of values.
+ */
+export interface PerRequestInputs {
+  /** Lower-case names of the request headers that carry the values. */
+  readonly headers: readonly string[];
+  /** Tokens kept at most, one per set of values. */
+  readonly maxEntries: number;
+  /** When a value stops being valid (epoch ms), if it says: no token outlives its assertion. */
+  expiryOf(value: string): number | undefined;
+}
+
 /** One grant type: the form of its token request, and how to recover from a failed one. */
 export interface Grant {
   form(ctx: GrantContext): Promise<URLSearchParams>;
@@ -27,6 +40,8 @@ export interface Grant {
   retry?(ctx: GrantContext, error: unknown): GrantContext | undefined;
   /** `token_type` values accepted besides Bearer, lower-case (RFC 8693 §2.2.1 allows "N_A"). */
   readonly extraTokenTypes?: readonly string[];
+  /** Present when the grant's token depends on each request: what it reads from it. */
+  readonly perRequest?: PerRequestInputs;
 }
 
 /**

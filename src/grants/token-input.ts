@@ -4,7 +4,8 @@ import { AssertionMissingError, CredentialInputError } from '../errors.js';
 import type { FileSet } from '../files/live-file.js';
 import { signAssertion } from '../jwt/assertion.js';
 import { liveSigningKey } from '../jwt/live-signing-key.js';
-import type { GrantContext } from './grant.js';
+import { assertionExpiry } from './assertion-expiry.js';
+import type { GrantContext, PerRequestInputs } from './grant.js';
 
 /** Produces the value of an assertion, subject token or actor token for one token request. */
 export type TokenInputReader = (ctx: GrantContext) => Promise<string>;
@@ -46,11 +47,17 @@ export function tokenInputReader(input: TokenInput, files: FileSet, credential: 
   }
 }
 
-/** The header names of a grant's `request_header` inputs, lower-case. */
-export function requestHeaders(inputs: readonly (TokenInput | undefined)[]): string[] {
-  return inputs
-    .filter((i): i is TokenInput & { source: 'request_header' } => i?.source === 'request_header')
-    .map((i) => i.header.toLowerCase());
+/** What the grant reads from each request, or undefined when none of its inputs is a request header. */
+export function perRequestInputs(inputs: readonly (TokenInput | undefined)[]): PerRequestInputs | undefined {
+  const fromRequest = inputs.filter(
+    (i): i is TokenInput & { source: 'request_header' } => i?.source === 'request_header',
+  );
+  if (fromRequest.length === 0) return undefined;
+  return {
+    headers: fromRequest.map((i) => i.header.toLowerCase()),
+    maxEntries: Math.min(...fromRequest.map((i) => i.maxEntries)),
+    expiryOf: assertionExpiry,
+  };
 }
 
 /** A file the token request needs, read now; a missing one is a typed, retryable failure. */

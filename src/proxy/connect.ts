@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config/types.js';
 import { ConnectNotAllowedError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log/logger.js';
 import { splitAuthority } from '../router/host.js';
 import type { RoutedHost } from '../router/routed-hosts.js';
 import type { Router } from '../router/router.js';

@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Metrics } from '../admin/metrics.js';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Credentials, RouteTokens } from '../credentials/credentials.js';
 import {
@@ -9,7 +8,8 @@ import {
   type TokenInjectorError,
   TooManyHeadersError,
 } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { Router } from '../router/router.js';
 import type { Token } from '../token-endpoint/token.js';
 import { asKnown, sendError } from './error-response.js';
@@ -24,6 +24,7 @@ import {
 } from './forward.js';
 import { isGrpcCall, sendGrpcError } from './grpc-error.js';
 import { hasOurVia, upstreamRequestHeaders } from './headers.js';
+import { ReplayBudget, readBody, refusesToken, replayableLength } from './replay.js';
 import { createRequestLog, pathOnly, type RequestLog } from './request-log.js';
 import { authority, type ParsedTarget, parseTarget, refusedSpelling } from './target.js';
 import type { Upstreams } from './upstreams.js';
@@ -179,12 +180,11 @@ class RoutedRequest implements ForwardObserver {
     const token = await this.#tokenOrStatus(pending);
     if (typeof token === 'number') return this.#answered(token);
     if (this.res.destroyed) return this.#answered(CLIENT_CLOSED);
-    // A body small enough to keep can be sent again if the upstream refuses the token, as long
-    // as all such bodies together stay within limits.replay_buffer_total; others stream.
     this.#body = null;
     if (hasBody(this.req)) {
       // Routed and with a token: only now may the app send its body (RFC 9110 §10.1.1).
       continueIfAwaited(this.req, this.res);
+      // Kept in memory when small enough, so it can be sent again after a 401 (replay.ts).
       const length = replayableLength(this.req, this.route.config.replayBufferBytes);
       if (length !== undefined && this.shared.replay.take(length)) {
         this.#reserved = length;
@@ -287,22 +287,6 @@ class RoutedRequest implements ForwardObserver {
   }
 }
 
-/** Memory held for replayable bodies across all requests, bounded by `limits.replay_buffer_total`. */
-class ReplayBudget {
-  #used = 0;
-  constructor(readonly limit: number) {}
-
-  take(bytes: number): boolean {
-    if (this.#used + bytes > this.limit) return false;
-    this.#used += bytes;
-    return true;
-  }
-
-  give(bytes: number): void {
-    this.#used -= bytes;
-  }
-}
-
 /**
  * The error a request is refused with before routing: more header fields than allowed (Node
  * stops collecting them one past the limit, so a longer list means the rest was cut).
@@ -349,42 +333,6 @@ export function refuseUnmatched(
     );
   }
   return undefined;
-}
-
-/** The body's length when it may be kept for a replay (Content-Length within `limit`). */
-function replayableLength(req: IncomingMessage, limit: number): number | undefined {
-  const length = Number(req.headers['content-length']);
-  return Number.isFinite(length) && length <= limit ? length : undefined;
-}
-
-/** The whole request body, read into memory so it can be sent twice; null if the client left. */
-async function readBody(req: IncomingMessage): Promise<Buffer | null> {
-  const chunks: Buffer[] = [];
-  try {
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-  } catch {
-    return null; // the client went away; the caller sees res destroyed
-  }
-  return Buffer.concat(chunks);
-}
-
-/**
- * Whether an upstream answer refuses the token it was sent with: a 401, if the route retries on
- * every 401 (`retry_on_401`) or the upstream says the token is invalid.
- */
-export function refusesToken(
-  route: RouteConfig,
-  status: number,
-  headers: Record<string, string | string[] | undefined>,
-): boolean {
-  return status === 401 && (route.retryOn401 || saysInvalidToken(headers['www-authenticate']));
-}
-
-/** RFC 6750 §3.1: `WWW-Authenticate: Bearer error="invalid_token"`, in any letter case. */
-export function saysInvalidToken(header: string | string[] | undefined): boolean {
-  if (header === undefined) return false;
-  const value = Array.isArray(header) ? header.join(', ') : header;
-  return /\bbearer\b/i.test(value) && /\berror\s*=\s*"?invalid_token"?/i.test(value);
 }
 
 /** The path sent upstream: the upstream's base path, then the request path (minus the prefix). */

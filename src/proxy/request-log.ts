@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Metrics, type StatusClass, statusClass } from '../admin/metrics.js';
-import { createAccessLog, type Logger } from '../log.js';
+import { type Metrics, type StatusClass, statusClass } from '../metrics/metrics.js';
+import { createAccessLog } from '../log/access-log.js';
+import type { Logger } from '../log/logger.js';
 import { asKnown, sendError } from './error-response.js';
 
 /**

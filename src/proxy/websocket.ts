@@ -14,9 +14,10 @@ import {
   forwardUpgrade,
   hasBody,
 } from './forward.js';
-import { type ProxyDeps, refusal, refusesToken, refuseUnmatched, upstreamPath } from './handler.js';
+import { type ProxyDeps, refusal, refuseUnmatched, upstreamPath } from './handler.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { endAndClose } from './raw-response.js';
+import { refusesToken } from './replay.js';
 import { createRequestLog, type RequestLog } from './request-log.js';
 import { splice } from './splice.js';
 import { authority, type ParsedTarget, parseTarget, refusedSpelling } from './target.js';

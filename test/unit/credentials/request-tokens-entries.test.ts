@@ -3,6 +3,7 @@ import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RequestTokens } from '../../../src/credentials/request-tokens.js';
 import { TokenEndpointRejectedError } from '../../../src/errors.js';
+import { assertionExpiry } from '../../../src/grants/assertion-expiry.js';
 import type { Token } from '../../../src/token-endpoint/token.js';
 
 // How a cache entry lives between requests: what it keeps (its token, not the app's values) and
@@ -31,9 +32,11 @@ function manualFetch() {
 const caches: RequestTokens[] = [];
 function cache(
   opts: Partial<ConstructorParameters<typeof RequestTokens>[0]> &
-    Pick<ConstructorParameters<typeof RequestTokens>[0], 'fetch'>,
+    Pick<ConstructorParameters<typeof RequestTokens>[0], 'fetch'> & { maxEntries?: number },
 ) {
-  const c = new RequestTokens({ name: 'obo', headers: ['x-assertion'], maxEntries: 100, ...opts });
+  const { maxEntries = 100, ...rest } = opts;
+  const inputs = { headers: ['x-assertion'], maxEntries, expiryOf: assertionExpiry };
+  const c = new RequestTokens({ name: 'obo', inputs, ...rest });
   caches.push(c);
   return c;
 }

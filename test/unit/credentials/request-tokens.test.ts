@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { expiryOf, RequestTokens } from '../../../src/credentials/request-tokens.js';
+import { RequestTokens } from '../../../src/credentials/request-tokens.js';
 import type { CacheCounters, RetryPolicy, TokenSourceEvents } from '../../../src/credentials/token-source.js';
 import {
   AssertionExpiredError,
@@ -9,6 +9,7 @@ import {
   TokenEndpointRejectedError,
   TokenEndpointUnreachableError,
 } from '../../../src/errors.js';
+import { assertionExpiry } from '../../../src/grants/assertion-expiry.js';
 import type { Token } from '../../../src/token-endpoint/token.js';
 
 const NOW = Date.UTC(2030, 0, 1);
@@ -62,8 +63,11 @@ function cache(opts: {
 }): RequestTokens {
   const c = new RequestTokens({
     name: 'obo',
-    headers: opts.headers ?? ['x-assertion'],
-    maxEntries: opts.maxEntries ?? 100,
+    inputs: {
+      headers: opts.headers ?? ['x-assertion'],
+      maxEntries: opts.maxEntries ?? 100,
+      expiryOf: assertionExpiry,
+    },
     fetch: opts.fetch,
     ...(opts.events ? { events: opts.events } : {}),
     ...(opts.counters ? { counters: opts.counters } : {}),
@@ -438,19 +442,5 @@ describe('RequestTokens', () => {
     expect(tokens.size).toBe(0);
     await tokens.get({ 'x-assertion': 'a' });
     expect(fetch).toHaveBeenCalledTimes(2);
-  });
-});
-
-describe('expiryOf', () => {
-  it.each([
-    ['a JWT with exp', jwt({ exp: 1_900_000_000 }), 1_900_000_000_000],
-    ['a JWT without exp', jwt({ sub: 'a' }), undefined],
-    ['a JWT with a non-numeric exp', jwt({ exp: 'soon' }), undefined],
-    ['a SAML assertion', saml(NOW), NOW],
-    ['a base64 SAML assertion', Buffer.from(saml(NOW)).toString('base64'), NOW],
-    ['an opaque token', 'abc123', undefined],
-    ['something shaped like a JWT that is not one', 'a.b.c', undefined],
-  ])('reads %s', (_what, value, expected) => {
-    expect(expiryOf(value)).toBe(expected);
   });
 });

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/types.js';
 import { Credentials } from '../../../src/credentials/credentials.js';
-import { createLogger } from '../../../src/log.js';
+import { createLogger } from '../../../src/log/logger.js';
 import { configFrom } from '../../support/injector.js';
 
 const TOKEN_ENDPOINT = 'http://127.0.0.1:9/token';

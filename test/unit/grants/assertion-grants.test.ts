@@ -12,7 +12,7 @@ import {
 } from '../../../src/grants/assertion-grants.js';
 import type { GrantContext } from '../../../src/grants/grant.js';
 import { grantFor } from '../../../src/grants/grants.js';
-import { requestHeaders } from '../../../src/grants/token-input.js';
+import { perRequestInputs } from '../../../src/grants/token-input.js';
 import {
   credentialConfig,
   generateKey,
@@ -332,15 +332,19 @@ describe('grantFor', () => {
   });
 });
 
-describe('requestHeaders', () => {
-  it('lists the lower-case headers of request_header inputs only', () => {
-    expect(
-      requestHeaders([
-        { source: 'request_header', header: 'X-Subject', maxEntries: 1 },
-        undefined,
-        { source: 'file', path: '/x' },
-        { source: 'request_header', header: 'x-actor', maxEntries: 1 },
-      ]),
-    ).toEqual(['x-subject', 'x-actor']);
+describe('perRequestInputs', () => {
+  it('lists the lower-case headers of request_header inputs only, keeping the smaller cache', () => {
+    const inputs = perRequestInputs([
+      { source: 'request_header', header: 'X-Subject', maxEntries: 50 },
+      undefined,
+      { source: 'file', path: '/x' },
+      { source: 'request_header', header: 'x-actor', maxEntries: 20 },
+    ]);
+    expect(inputs?.headers).toEqual(['x-subject', 'x-actor']);
+    expect(inputs?.maxEntries).toBe(20);
+  });
+
+  it('is undefined when no input comes from the request', () => {
+    expect(perRequestInputs([{ source: 'file', path: '/x' }, undefined])).toBeUndefined();
   });
 });

@@ -1,6 +1,7 @@
 import { type LabelValues, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { BatchedCounter, Metrics } from '../../../src/admin/metrics.js';
+import { BatchedCounter } from '../../../src/metrics/batched-counter.js';
+import { Metrics } from '../../../src/metrics/metrics.js';
 
 const NAME = 'test_cache_hits_total';
 
