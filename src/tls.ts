@@ -1,6 +1,18 @@
 import { rootCertificates } from 'node:tls';
-import type { TlsClient, TlsTrust } from './config/types.js';
-import type { FileSet } from './files/live-file.js';
+import type { FileBacked, FileSet } from './files/live-file.js';
+
+export interface TlsTrust {
+  /** PEM text of extra CAs, trusted in addition to Node's bundled roots. */
+  readonly ca?: string;
+  /** Where `ca` was read from, for messages. */
+  readonly caFile?: string;
+}
+
+/** TLS towards a token endpoint or upstream: extra trust, and a client certificate (RFC 8705). */
+export interface TlsClient extends TlsTrust {
+  readonly cert?: FileBacked;
+  readonly key?: FileBacked;
+}
 
 /**
  * TLS options for an outbound connection. An extra CA is added to Node's bundled roots rather

@@ -1,15 +1,60 @@
 import { isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
 import type { ConfigProblem } from '../errors.js';
+import type { FileBacked } from '../files/live-file.js';
 import { type ConfigSources, interpolate } from './interpolate.js';
-import type { FileBacked, TlsClient } from './types.js';
-import { parseDuration, parseSize } from './units.js';
+import { describe, parsing, text, VARIANT_KEYS, VERBATIM } from './schema-kit.js';
 
 type Obj = Record<string, unknown>;
 
+type Unwrapped<S> = S extends z.ZodOptional<infer I> | z.ZodPrefault<infer I> ? Unwrapped<I> : S;
+/** Keys whose value is a record or list of objects: read by their own code (credentials, routes). */
+type Collection = z.ZodRecord<z.core.$ZodRecordKey, z.ZodObject> | z.ZodArray<z.ZodObject>;
+type Nested<S> = S extends z.ZodObject
+  ? Fields<S>
+  : S extends z.ZodDiscriminatedUnion<infer Options>
+    ? Options[number] extends infer O
+      ? O extends z.ZodObject
+        ? Fields<O>
+        : never
+      : never
+    : never;
+type Field<S> =
+  Unwrapped<S> extends z.ZodObject | z.ZodDiscriminatedUnion
+    ? S extends z.ZodOptional | z.ZodDiscriminatedUnion
+      ? Nested<Unwrapped<S>> | undefined
+      : Nested<Unwrapped<S>>
+    : Unwrapped<S> extends Collection
+      ? unknown
+      : undefined extends z.input<S>
+        ? z.output<S>
+        : z.output<S> | undefined;
+
 /**
- * Reads values out of parsed YAML while collecting every problem with its exact key path, so
- * `validate` can report all mistakes at once instead of the first. Each getter returns
- * `undefined` after recording a problem; callers never throw.
+ * The keys of an object schema as the semantic checks read them: typed by the schema, a key
+ * that is absent or wrong holds its default (undefined when it has none), and its problem is
+ * recorded.
+ */
+export type Fields<T extends z.ZodObject> = { readonly [K in keyof T['shape']]: Field<T['shape'][K]> };
+
+/**
+ * Every part of the schema says what it expects in its own words (schema-kit.ts); this is only a
+ * net, so that zod's wording never reaches the user if one does not.
+ */
+const UNWORDED = {
+  error: (issue: z.core.$ZodRawIssue) =>
+    issue.code === 'invalid_type'
+      ? `must be ${issue.expected}, got ${describe(issue.input)}`
+      : `is not valid here, got ${describe(issue.input)}`,
+};
+
+/** A reference that could not be resolved; its problem is recorded. */
+const UNRESOLVED = Symbol('unresolved');
+
+/**
+ * Reads parsed YAML through the schema (schema.ts) while collecting every problem with its exact
+ * key path, so `validate` can report all mistakes at once instead of the first. Callers never
+ * throw; a key with a problem reads as its default.
  */
 export class Checker {
   readonly problems: ConfigProblem[] = [];
@@ -20,46 +65,172 @@ export class Checker {
    * and held once, not once per key.
    */
   readonly #files = new Map<string, string>();
+  /** Paths with a problem, so checks that depend on a key can tell it was wrong. */
+  readonly #failed = new Set<string>();
 
   constructor(private readonly sources: ConfigSources) {}
 
   add(path: string, message: string): void {
     this.problems.push({ path, message });
+    this.#failed.add(path);
   }
 
   warn(path: string, message: string): void {
     this.warnings.push({ path, message });
   }
 
-  /** A whole number within `min`..`max`; YAML gives numbers, `${env:}` gives digit strings. */
-  integer(
-    obj: Obj,
-    key: string,
-    path: string,
-    fallback: number,
-    range: { min: number; max: number },
-  ): number {
-    const value = this.#resolved(obj, key, path);
-    if (value === undefined || value === null) return fallback;
-    const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < range.min || n > range.max) {
-      this.add(
-        join(path, key),
-        `must be a whole number from ${range.min} to ${range.max}, got ${describe(value)}`,
-      );
-      return fallback;
+  /** Whether a problem was recorded for exactly this key. */
+  failed(path: string): boolean {
+    return this.#failed.has(path);
+  }
+
+  /** Whether no problem was recorded for this key or any key below it. */
+  clean(path: string): boolean {
+    for (const p of this.#failed) {
+      if (p === path || p.startsWith(`${path}.`) || p.startsWith(`${path}[`)) return false;
     }
-    return n;
+    return true;
+  }
+
+  /**
+   * Every key of `raw` read with `schema`: unknown keys are refused (with the nearest known one
+   * as a hint), nested objects are read the same way, the rest is parsed by the schema after
+   * `${env:}`/`${file:}` references are resolved.
+   */
+  fields<T extends z.ZodObject>(schema: T, raw: unknown, path: string): Fields<T> {
+    const obj = this.mapping(raw, path) ?? {};
+    const { keys, plans } = shapeOf(schema);
+    this.onlyKeys(obj, path, keys);
+    const out: Obj = {};
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      out[key] = this.#field(plans[i]!, obj[key], join(path, key));
+    }
+    return out as Fields<T>;
   }
 
   /** A mapping, or undefined (with a problem) when present but not a mapping. */
-  object(value: unknown, path: string): Obj | undefined {
+  mapping(value: unknown, path: string): Obj | undefined {
     if (value === undefined || value === null) return undefined;
-    if (typeof value !== 'object' || Array.isArray(value)) {
+    if (!isMapping(value)) {
       this.add(path, `must be a mapping, got ${describe(value)}`);
       return undefined;
     }
-    return value as Obj;
+    return value;
+  }
+
+  /** One value read with `schema`: its output, or its default (undefined if none) after a problem. */
+  value<T extends z.ZodType>(
+    schema: T,
+    raw: unknown,
+    path: string,
+    verbatim = false,
+  ): z.output<T> | undefined {
+    let value: unknown = raw === null ? undefined : raw;
+    if (value === undefined) {
+      const absent = absentOf(schema);
+      // A schema may say what the missing key should hold ("is required: a list of …").
+      const why = absent.error?.issues[0]?.message;
+      if (!absent.success) this.add(path, why?.startsWith('is required') ? why : 'is required');
+      return absent.data as z.output<T> | undefined;
+    }
+    if (!verbatim) value = this.#resolve(value, path);
+    parsing.literal = typeof raw === 'string' && !raw.includes('${');
+    let parsed: z.ZodSafeParseResult<z.output<T>> | undefined;
+    try {
+      parsed = value === UNRESOLVED ? undefined : schema.safeParse(value, UNWORDED);
+    } finally {
+      parsing.literal = false;
+    }
+    if (parsed?.success) return parsed.data;
+    if (parsed) this.#report(parsed.error.issues, path);
+    return absentOf(schema).data as z.output<T> | undefined;
+  }
+
+  #field(plan: Plan, raw: unknown, path: string): unknown {
+    const value = raw === null ? undefined : raw;
+    switch (plan.kind) {
+      case 'object': {
+        const inner = plan.inner as z.ZodObject;
+        if (value === undefined && plan.optional) return undefined;
+        if (value !== undefined && !isMapping(value)) {
+          this.add(path, `must be a mapping, got ${describe(value)}`);
+          return plan.optional ? undefined : this.fields(inner, {}, path);
+        }
+        return this.fields(inner, value, path);
+      }
+      case 'variant':
+        return this.#variant(plan.inner as z.ZodDiscriminatedUnion, value, path);
+      case 'collection':
+        return value;
+      default:
+        return this.value(plan.field, value, path, plan.verbatim);
+    }
+  }
+
+  /** An object whose keys depend on one of them (`source: file` has `path`, …). */
+  #variant(union: z.ZodDiscriminatedUnion, value: unknown, path: string): unknown {
+    if (value === undefined) return undefined;
+    const obj = this.mapping(value, path);
+    if (!obj) return undefined;
+    const key = union._zod.def.discriminator;
+    const options = union.options as unknown as z.ZodObject[];
+    const named = options.map((o) => (o.shape[key] as z.ZodLiteral<string>).value);
+    const chosen = this.value(DISCRIMINATOR, obj[key], join(path, key));
+    const option = options[named.indexOf(chosen as string)];
+    if (option) return this.fields(option, obj, path);
+    if (chosen !== undefined) {
+      this.add(join(path, key), `must be one of ${named.join(', ')}, got "${chosen}"`);
+    }
+    // Still catch typos in the other keys ("sourse"), against every variant's keys.
+    this.onlyKeys(obj, path, VARIANT_KEYS.get(union) ?? options.flatMap((o) => Object.keys(o.shape)));
+    return undefined;
+  }
+
+  /** Replaces references in every string of `value`; UNRESOLVED after recording why one failed. */
+  #resolve(value: unknown, path: string): unknown {
+    if (typeof value === 'string') {
+      try {
+        return interpolate(value, this.sources);
+      } catch (err) {
+        this.add(path, (err as Error).message);
+        return UNRESOLVED;
+      }
+    }
+    if (Array.isArray(value)) {
+      const out = value.map((item, i) => this.#resolve(item, `${path}[${i}]`));
+      return out.includes(UNRESOLVED) ? UNRESOLVED : out;
+    }
+    if (isMapping(value)) {
+      const out: Obj = {};
+      let ok = true;
+      for (const [k, v] of Object.entries(value)) {
+        const r = this.#resolve(v, join(path, k));
+        if (r === UNRESOLVED) ok = false;
+        else setOwn(out, k, r);
+      }
+      return ok ? out : UNRESOLVED;
+    }
+    return value;
+  }
+
+  /** zod's issues as problems: our messages come from the schema (schema-kit.ts). */
+  #report(issues: readonly z.core.$ZodIssue[], path: string): void {
+    for (const issue of issues) {
+      const at = issue.path.reduce<string>(
+        (p, seg) => (typeof seg === 'number' ? `${p}[${seg}]` : join(p, String(seg))),
+        path,
+      );
+      if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+        // Of "a list, or one string", name the item of the list that is wrong, not the union.
+        const fits = issue.errors.find((branch) => branch.some((i) => i.path.length > 0));
+        if (fits) {
+          this.#report(fits, at);
+          continue;
+        }
+      }
+      this.add(at, issue.message);
+    }
   }
 
   /** Records every key of `obj` that is not in `allowed`: typos must not be silently ignored. */
@@ -72,6 +243,7 @@ export class Checker {
     }
   }
 
+  /** Records `is required` when `obj` has no `key`; for keys only some variants need. */
   required(obj: Obj, key: string, path: string): boolean {
     if (obj[key] === undefined || obj[key] === null) {
       this.add(join(path, key), 'is required');
@@ -80,167 +252,17 @@ export class Checker {
     return true;
   }
 
-  /** A string with `${env:}`/`${file:}` resolved. Numbers are accepted and stringified. */
-  string(obj: Obj, key: string, path: string): string | undefined {
-    const value = obj[key];
-    if (value === undefined || value === null) return undefined;
-    return this.stringValue(value, join(path, key));
-  }
-
-  stringValue(value: unknown, path: string): string | undefined {
-    if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-    if (typeof value !== 'string') {
-      this.add(path, `must be a string, got ${describe(value)}`);
-      return undefined;
-    }
-    try {
-      return interpolate(value, this.sources);
-    } catch (err) {
-      this.add(path, (err as Error).message);
-      return undefined;
-    }
-  }
-
-  boolean(obj: Obj, key: string, path: string, fallback: boolean): boolean {
-    const value = obj[key];
-    if (value === undefined || value === null) return fallback;
-    if (typeof value !== 'boolean') {
-      this.add(join(path, key), `must be true or false, got ${describe(value)}`);
-      return fallback;
-    }
-    return value;
-  }
-
-  oneOf<T extends string>(obj: Obj, key: string, path: string, choices: readonly T[], fallback: T): T {
-    const value = this.string(obj, key, path);
-    if (value === undefined) return fallback;
-    if (!(choices as readonly string[]).includes(value)) {
-      this.add(join(path, key), `must be one of ${choices.join(', ')}, got "${value}"`);
-      return fallback;
-    }
-    return value as T;
-  }
-
   /**
-   * One of `choices`; `fallback` when absent; undefined (with a problem) when present but not
-   * one of them, so callers skip checks that depend on it instead of guessing.
+   * A secret value, as `value` (resolved) was written in `raw`. When it is exactly
+   * `${file:PATH}`, the file is remembered so the value can be re-read when the file changes
+   * (secret rotation) without a restart.
    */
-  choice<T extends string>(
-    obj: Obj,
-    key: string,
-    path: string,
-    choices: readonly T[],
-    fallback?: T,
-  ): T | undefined {
-    const value = this.string(obj, key, path);
-    if (value === undefined) return fallback;
-    if (!(choices as readonly string[]).includes(value)) {
-      this.add(join(path, key), `must be one of ${choices.join(', ')}, got "${value}"`);
-      return undefined;
-    }
-    return value as T;
-  }
-
-  /** A string value with references resolved (they may appear anywhere), anything else as is. */
-  #resolved(obj: Obj, key: string, path: string): unknown {
-    const value = obj[key];
-    return typeof value === 'string' ? this.string(obj, key, path) : value;
-  }
-
-  duration(obj: Obj, key: string, path: string, fallbackMs: number): number {
-    const value = this.#resolved(obj, key, path);
-    if (value === undefined || value === null) return fallbackMs;
-    const ms = parseDuration(value);
-    if (ms === undefined) {
-      this.add(join(path, key), `must be a duration such as 500ms, 30s or 5m, got ${describe(value)}`);
-      return fallbackMs;
-    }
-    return ms;
-  }
-
-  size(obj: Obj, key: string, path: string, fallback: number): number {
-    const value = this.#resolved(obj, key, path);
-    if (value === undefined || value === null) return fallback;
-    const bytes = parseSize(value);
-    if (bytes === undefined) {
-      this.add(join(path, key), `must be a size such as 512, 64KiB or 10MB, got ${describe(value)}`);
-      return fallback;
-    }
-    return bytes;
-  }
-
-  /** A list of strings, or one string split on spaces (OAuth's scope syntax, RFC 6749 §3.3). */
-  stringList(obj: Obj, key: string, path: string): string[] | undefined {
-    const value = obj[key];
-    if (value === undefined || value === null) return undefined;
-    const here = join(path, key);
-    if (Array.isArray(value)) {
-      const out: string[] = [];
-      value.forEach((item, i) => {
-        const s = this.stringValue(item, `${here}[${i}]`);
-        if (s !== undefined) out.push(...s.split(' ').filter(Boolean));
-      });
-      return out;
-    }
-    const s = this.stringValue(value, here);
-    return s === undefined ? undefined : s.split(' ').filter(Boolean);
-  }
-  /** An http(s) URL without user info or fragment. */
-  url(obj: Obj, key: string, path: string, opts: { allowQuery: boolean }): URL | undefined {
-    const text = this.string(obj, key, path);
-    if (text === undefined) return undefined;
-    const here = join(path, key);
-    let parsed: URL;
-    try {
-      parsed = new URL(text);
-    } catch {
-      this.add(here, `"${text}" is not a URL`);
-      return undefined;
-    }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-      this.add(here, `must be an http:// or https:// URL, got ${parsed.protocol}//`);
-      return undefined;
-    }
-    if (parsed.username || parsed.password) {
-      this.add(here, 'must not contain user info; put credentials in their own keys');
-      return undefined;
-    }
-    if (parsed.hash) {
-      this.add(here, 'must not contain a fragment (#…)');
-      return undefined;
-    }
-    if (!opts.allowQuery && parsed.search) {
-      this.add(here, 'must not contain a query string');
-      return undefined;
-    }
-    return parsed;
-  }
-
-  /** A mapping of strings (numbers and booleans are stringified). */
-  stringMap(obj: Obj, key: string, path: string): Record<string, string> {
-    const here = join(path, key);
-    const map = this.object(obj[key], here);
-    const out: Record<string, string> = {};
-    if (!map) return out;
-    for (const [k, v] of Object.entries(map)) {
-      const s = this.stringValue(v, join(here, k));
-      if (s !== undefined) out[k] = s;
-    }
-    return out;
-  }
-
-  /**
-   * A secret value. When it is exactly `${file:PATH}`, the file is remembered so the value can be
-   * re-read when the file changes (secret rotation) without a restart.
-   */
-  secret(obj: Obj, key: string, path: string): FileBacked | undefined {
-    const raw = obj[key];
-    const value = this.string(obj, key, path);
+  secret(raw: unknown, value: string | undefined, path: string): FileBacked | undefined {
     if (value === undefined) return undefined;
     // A secret typed into the file travels with every copy of it (repositories, ConfigMaps).
     if (typeof raw !== 'string' || !raw.includes('${')) {
       this.warn(
-        join(path, key),
+        path,
         // biome-ignore lint/suspicious/noTemplateCurlyInString: the message shows the literal syntax
         'is written inline; keep secrets out of the file with ${env:NAME} or ${file:/path/to/secret}',
       );
@@ -250,8 +272,7 @@ export class Checker {
   }
 
   /** A `*_file` key: the file's path, read now so mistakes surface at load time. */
-  file(obj: Obj, key: string, path: string): FileBacked | undefined {
-    const name = this.string(obj, key, path);
+  file(name: string | undefined, path: string): FileBacked | undefined {
     if (name === undefined) return undefined;
     const file = this.resolvePath(name);
     try {
@@ -263,7 +284,7 @@ export class Checker {
       return { value, file };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      this.add(join(path, key), `cannot read file ${file}${code ? ` (${code})` : ''}`);
+      this.add(path, `cannot read file ${file}${code ? ` (${code})` : ''}`);
       return undefined;
     }
   }
@@ -271,59 +292,84 @@ export class Checker {
   resolvePath(name: string): string {
     return isAbsolute(name) || !this.sources.baseDir ? name : resolve(this.sources.baseDir, name);
   }
-
-  /** `tls: {ca_file, cert_file, key_file}`: extra trust and an optional client certificate. */
-  tls(obj: Obj, path: string): TlsClient {
-    const here = join(path, 'tls');
-    const tls = this.object(obj['tls'], here);
-    if (!tls) return Object.freeze({});
-    this.onlyKeys(tls, here, ['ca_file', 'cert_file', 'key_file']);
-    const out: { ca?: string; caFile?: string; cert?: FileBacked; key?: FileBacked } = {};
-    const ca = this.file(tls, 'ca_file', here);
-    if (ca) {
-      // An empty or wrong file must not silently fall back to the public roots alone.
-      if (!ca.value.includes('-----BEGIN CERTIFICATE-----')) {
-        this.add(join(here, 'ca_file'), `${ca.file} holds no PEM certificate`);
-      }
-      out.ca = ca.value;
-      out.caFile = ca.file!;
-    }
-    const cert = this.file(tls, 'cert_file', here);
-    const key = this.file(tls, 'key_file', here);
-    if (cert && !cert.value.includes('-----BEGIN CERTIFICATE-----')) {
-      this.add(join(here, 'cert_file'), `${cert.file} holds no PEM certificate`);
-    }
-    if (key && !/-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/.test(key.value)) {
-      this.add(join(here, 'key_file'), `${key.file} holds no PEM private key`);
-    }
-    if ((tls['cert_file'] === undefined) !== (tls['key_file'] === undefined)) {
-      this.add(here, 'cert_file and key_file go together');
-    }
-    if (cert) out.cert = cert;
-    if (key) out.key = key;
-    return Object.freeze(out);
-  }
 }
 
 export function isAbsoluteUrl(text: string): boolean {
-  try {
-    new URL(text);
-    return true;
-  } catch {
-    return false;
-  }
+  return URL.canParse(text);
 }
 
 export function join(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
 }
 
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `"${value}"`;
-  return `${typeof value} ${String(value)}`;
+export function isMapping(value: unknown): value is Obj {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const DISCRIMINATOR = text();
+
+/**
+ * How a key is read: a nested object key by key, a variant by its discriminator, a list or
+ * mapping of objects by its own code (credentials, routes), anything else by the schema.
+ */
+interface Plan {
+  readonly kind: 'object' | 'variant' | 'collection' | 'leaf';
+  readonly field: z.ZodType;
+  /** The schema inside `.optional()` and `.prefault()`. */
+  readonly inner: z.ZodType;
+  readonly optional: boolean;
+  /** Passed on as written: `${…}` is not resolved (JWT claims). */
+  readonly verbatim: boolean;
+}
+
+/** Worked out once per object schema: a configuration of 10 000 routes reads the same keys 10 000 times. */
+const SHAPES = new WeakMap<z.ZodObject, { keys: string[]; plans: Plan[] }>();
+
+function shapeOf(schema: z.ZodObject): { keys: string[]; plans: Plan[] } {
+  let found = SHAPES.get(schema);
+  if (!found) {
+    const entries = Object.entries(schema.shape as Record<string, z.ZodType>);
+    found = { keys: entries.map(([k]) => k), plans: entries.map(([, field]) => planOf(field)) };
+    SHAPES.set(schema, found);
+  }
+  return found;
+}
+
+function planOf(field: z.ZodType): Plan {
+  let inner = field;
+  while (inner instanceof z.ZodOptional || inner instanceof z.ZodPrefault)
+    inner = inner.unwrap() as z.ZodType;
+  const element =
+    inner instanceof z.ZodRecord ? inner.valueType : inner instanceof z.ZodArray ? inner.element : undefined;
+  const kind =
+    inner instanceof z.ZodObject
+      ? 'object'
+      : inner instanceof z.ZodDiscriminatedUnion
+        ? 'variant'
+        : element instanceof z.ZodObject
+          ? 'collection'
+          : 'leaf';
+  return { kind, field, inner, optional: field instanceof z.ZodOptional, verbatim: VERBATIM.has(inner) };
+}
+
+/** What an absent key reads as. Kept per schema when it is a primitive (never a shared object). */
+const ABSENT = new WeakMap<z.ZodType, z.ZodSafeParseResult<unknown>>();
+
+function absentOf(schema: z.ZodType): z.ZodSafeParseResult<unknown> {
+  const known = ABSENT.get(schema);
+  if (known) return known;
+  const result = schema.safeParse(undefined);
+  if (result.data === null || typeof result.data !== 'object') ABSENT.set(schema, result);
+  return result;
+}
+
+/** `obj[key] = value`, but a key `__proto__` stays an own property instead of setting the prototype. */
+function setOwn(obj: Obj, key: string, value: unknown): void {
+  if (key === '__proto__') {
+    Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  } else {
+    obj[key] = value;
+  }
 }
 
 /** The allowed key nearest to a typo, when it is close enough to be a useful hint. */

@@ -1,8 +1,11 @@
 /** The validated, frozen configuration. Durations are milliseconds, sizes are bytes. */
 
 import type { ConfigProblem } from '../errors.js';
+import type { FileBacked } from '../files/live-file.js';
+import type { SigningKeyConfig } from '../jwt/signing-key.js';
+import type { LogLevel } from '../log/logger.js';
+import type { TlsClient } from '../tls.js';
 
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 export type UnmatchedPolicy = 'deny' | 'passthrough';
 /** How a route speaks to its upstream: HTTP/1.1, or HTTP/2 (h2 by ALPN over TLS, h2c over http://). */
 export type UpstreamProtocol = 'http1' | 'http2';
@@ -15,54 +18,9 @@ export type ClientAuthMethod =
   | 'self_signed_tls_client_auth'
   | 'none';
 export type GrantType = 'client_credentials' | 'password' | 'jwt_bearer' | 'saml2_bearer' | 'token_exchange';
-export type SigningAlg =
-  | 'RS256'
-  | 'RS384'
-  | 'RS512'
-  | 'PS256'
-  | 'PS384'
-  | 'PS512'
-  | 'ES256'
-  | 'ES384'
-  | 'ES512'
-  | 'EdDSA';
-
 export interface ListenAddress {
   readonly host: string;
   readonly port: number;
-}
-
-/**
- * A value that may change on disk while we run (Kubernetes rotates mounted Secrets): the value
- * read at start, and the file it came from when it was a whole `${file:PATH}` or a `*_file` key.
- */
-export interface FileBacked {
-  readonly value: string;
-  readonly file?: string;
-}
-
-export interface TlsTrust {
-  /** PEM text of extra CAs, trusted in addition to Node's bundled roots. */
-  readonly ca?: string;
-  /** Where `ca` was read from, for messages. */
-  readonly caFile?: string;
-}
-
-/** TLS towards a token endpoint or upstream: extra trust, and a client certificate (RFC 8705). */
-export interface TlsClient extends TlsTrust {
-  readonly cert?: FileBacked;
-  readonly key?: FileBacked;
-}
-
-/** A private key for signing JWTs, as configured; parsed and checked at load time. */
-export interface SigningKeyConfig {
-  readonly key: FileBacked;
-  readonly alg: SigningAlg;
-  /** No `signing_alg` was configured: a rotated key of another type gets its own algorithm. */
-  readonly algInferred?: boolean;
-  readonly keyId?: string;
-  /** PEM certificate of the key, for the `x5t#S256` header. */
-  readonly certificate?: FileBacked;
 }
 
 /** Where an assertion or a token given to the token endpoint comes from. */

@@ -1,58 +1,42 @@
-import { type Checker, join } from './checker.js';
-import { positive } from './rules.js';
+import { type Checker, type Fields, isMapping, join } from './checker.js';
+import { tlsClient } from './rules.js';
+import type { SharedCache } from './schema.js';
+import { text } from './schema-kit.js';
 import type { SharedCacheConfig } from './types.js';
-
-type Obj = Record<string, unknown>;
-
-const KEYS = ['url', 'username', 'password', 'key_prefix', 'encryption_keys', 'timeout', 'tls', 'cluster'];
-
-export const SHARED_CACHE_DEFAULTS = {
-  keyPrefix: 'token-injector:',
-  timeoutMs: 200,
-} as const;
 
 /** AES-256-GCM and HMAC-SHA-256 keys: exactly 32 bytes. */
 const KEY_BYTES = 32;
+const KEY = text();
 
-/** `shared_cache`: undefined when absent; every problem is recorded with its exact key. */
-export function sharedCache(c: Checker, root: Obj): SharedCacheConfig | undefined {
-  const raw = root['shared_cache'];
-  if (raw === undefined || raw === null) return undefined;
+/** `shared_cache`, as the schema read it from `raw`; every problem is recorded with its exact key. */
+export function sharedCache(
+  c: Checker,
+  f: Fields<typeof SharedCache>,
+  raw: unknown,
+): SharedCacheConfig | undefined {
   const path = 'shared_cache';
-  const obj = c.object(raw, path);
-  if (!obj) return undefined;
-  const before = c.problems.length;
-  c.onlyKeys(obj, path, KEYS);
-  c.required(obj, 'url', path);
-  const url = redisUrl(c, obj, path);
-  const username = c.string(obj, 'username', path);
-  const password = c.secret(obj, 'password', path);
-  const keyPrefix = c.string(obj, 'key_prefix', path) ?? SHARED_CACHE_DEFAULTS.keyPrefix;
-  if (/[\s{}]/.test(keyPrefix)) {
-    c.add(join(path, 'key_prefix'), 'must not contain white space, "{" or "}" (Redis Cluster hash tags)');
-  }
+  const obj = isMapping(raw) ? raw : {};
+  const url = redisUrl(c, f.url, path);
+  const password = c.secret(obj['password'], f.password, join(path, 'password'));
   const encryptionKeys = keys(c, obj, path);
-  const timeoutMs = positive(c, obj, 'timeout', path, SHARED_CACHE_DEFAULTS.timeoutMs);
-  const tls = c.tls(obj, path);
+  const tls = tlsClient(c, f.tls, obj['tls'], join(path, 'tls'));
   if (url?.protocol === 'redis:' && obj['tls'] !== undefined) {
     c.add(join(path, 'tls'), 'applies to rediss:// only; use a rediss:// url for TLS');
   }
-  const cluster = c.boolean(obj, 'cluster', path, false);
-  if (c.problems.length > before || !url || !encryptionKeys) return undefined;
+  if (!c.clean(path) || !url || !encryptionKeys) return undefined;
   return Object.freeze({
     url,
-    ...(username !== undefined ? { username } : {}),
+    ...(f.username !== undefined ? { username: f.username } : {}),
     ...(password !== undefined ? { password } : {}),
-    keyPrefix,
+    keyPrefix: f.key_prefix,
     encryptionKeys,
-    timeoutMs,
+    timeoutMs: f.timeout,
     tls,
-    cluster,
+    cluster: f.cluster,
   });
 }
 
-function redisUrl(c: Checker, obj: Obj, path: string): URL | undefined {
-  const text = c.string(obj, 'url', path);
+function redisUrl(c: Checker, text: string | undefined, path: string): URL | undefined {
   if (text === undefined) return undefined;
   const here = join(path, 'url');
   let url: URL;
@@ -87,13 +71,12 @@ function redisUrl(c: Checker, obj: Obj, path: string): URL | undefined {
   return url;
 }
 
-function keys(c: Checker, obj: Obj, path: string): readonly Buffer[] | undefined {
+/** Each key is read on its own, so one that is wrong is named by its index and the others still checked. */
+function keys(c: Checker, obj: Record<string, unknown>, path: string): readonly Buffer[] | undefined {
   const here = join(path, 'encryption_keys');
   const raw = obj['encryption_keys'];
-  if (raw === undefined || raw === null) {
-    c.add(here, 'is required: a list of 32-byte keys in base64 (openssl rand -base64 32)');
-    return undefined;
-  }
+  // Absent, or not a list of text: the schema said so.
+  if (raw === undefined || raw === null || c.failed(here)) return undefined;
   const list = Array.isArray(raw) ? raw : [raw];
   if (list.length === 0) {
     c.add(here, 'must list at least one key');
@@ -103,7 +86,8 @@ function keys(c: Checker, obj: Obj, path: string): readonly Buffer[] | undefined
   let ok = true;
   list.forEach((item, i) => {
     const at = Array.isArray(raw) ? `${here}[${i}]` : here;
-    const text = c.stringValue(item, at);
+    // The schema already named an item that is not text or whose reference failed.
+    const text = c.failed(at) ? undefined : c.value(KEY, item, at);
     if (text === undefined) {
       ok = false;
       return;

@@ -1,48 +1,28 @@
 import { type KeyObject, X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
+import type { FileBacked } from '../files/live-file.js';
 import { parsePrivateKey } from '../jwt/signing-key.js';
 // Node's crypto only: the X.509 library is loaded when interception starts, never to validate.
 import { caKeyAlgorithm, pemCertificates } from '../tls-intercept/ca-material.js';
-import { type Checker, join } from './checker.js';
-import type { FileBacked, TlsInterceptConfig } from './types.js';
+import type { Checker, Fields } from './checker.js';
+import { join } from './checker.js';
+import type { TlsIntercept } from './schema.js';
+import type { TlsInterceptConfig } from './types.js';
 
-type Obj = Record<string, unknown>;
+const DAY_MS = 24 * 3_600_000;
 
-const KEYS = ['ca_cert_file', 'ca_key_file', 'leaf_lifetime'];
-
-const HOUR_MS = 3_600_000;
-const DAY_MS = 24 * HOUR_MS;
-
-export const TLS_INTERCEPT_DEFAULTS = { leafLifetimeMs: 24 * HOUR_MS } as const;
-
-/**
- * A leaf is renewed when a tenth of its lifetime is left: below an hour that leaves minutes, too
- * little for clocks that differ and for connections that last.
- */
-const MIN_LEAF_LIFETIME_MS = HOUR_MS;
-/**
- * 397 days, the longest the CA/Browser Forum Baseline Requirements (§6.3.2) allow for a TLS
- * server certificate. A minted leaf cannot be revoked: its lifetime is how long a copy stays
- * usable.
- */
-const MAX_LEAF_LIFETIME_MS = 397 * DAY_MS;
 /** A CA this close to its end is reported, so it is replaced before interception stops. */
 const EXPIRY_WARNING_MS = 30 * DAY_MS;
 
-/** `tls_intercept`: undefined when absent; every problem is recorded with its exact key. */
-export function tlsIntercept(c: Checker, root: Obj, now = Date.now()): TlsInterceptConfig | undefined {
-  const raw = root['tls_intercept'];
-  if (raw === undefined || raw === null) return undefined;
+/** `tls_intercept`, as the schema read it; every problem is recorded with its exact key. */
+export function tlsIntercept(
+  c: Checker,
+  f: Fields<typeof TlsIntercept>,
+  now = Date.now(),
+): TlsInterceptConfig | undefined {
   const path = 'tls_intercept';
-  const obj = c.object(raw, path);
-  if (!obj) return undefined;
-  const before = c.problems.length;
-  c.onlyKeys(obj, path, KEYS);
-  c.required(obj, 'ca_cert_file', path);
-  c.required(obj, 'ca_key_file', path);
-  const leafLifetimeMs = leafLifetime(c, obj, path);
-  const certFile = c.file(obj, 'ca_cert_file', path);
-  const keyFile = c.file(obj, 'ca_key_file', path);
+  const certFile = c.file(f.ca_cert_file, join(path, 'ca_cert_file'));
+  const keyFile = c.file(f.ca_key_file, join(path, 'ca_key_file'));
   const ca = certFile ? caCertificate(c, certFile, join(path, 'ca_cert_file'), now) : undefined;
   const key = keyFile ? caKey(c, keyFile, join(path, 'ca_key_file')) : undefined;
   if (ca && key && !ca.checkPrivateKey(key)) {
@@ -51,25 +31,8 @@ export function tlsIntercept(c: Checker, root: Obj, now = Date.now()): TlsInterc
       `${keyFile!.file} is not the key of the CA certificate in ${certFile!.file}`,
     );
   }
-  if (c.problems.length > before || !certFile || !keyFile) return undefined;
-  return Object.freeze({ caCert: certFile, caKey: keyFile, leafLifetimeMs });
-}
-
-function leafLifetime(c: Checker, obj: Obj, path: string): number {
-  const ms = c.duration(obj, 'leaf_lifetime', path, TLS_INTERCEPT_DEFAULTS.leafLifetimeMs);
-  const here = join(path, 'leaf_lifetime');
-  if (ms < MIN_LEAF_LIFETIME_MS) {
-    c.add(
-      here,
-      'must be at least 1h: a certificate is renewed when a tenth of its lifetime is left, and less than an hour leaves too little room for clocks that differ',
-    );
-  } else if (ms > MAX_LEAF_LIFETIME_MS) {
-    c.add(
-      here,
-      'must be at most 9528h (397 days), the longest the CA/Browser Forum allows a TLS server certificate: a minted certificate cannot be revoked, so its lifetime is how long a copy stays usable',
-    );
-  }
-  return ms;
+  if (!c.clean(path) || !certFile || !keyFile) return undefined;
+  return Object.freeze({ caCert: certFile, caKey: keyFile, leafLifetimeMs: f.leaf_lifetime });
 }
 
 /**

@@ -1,5 +1,13 @@
 import { readFileSync, statSync } from 'node:fs';
-import type { FileBacked } from '../config/types.js';
+
+/**
+ * A value that may change on disk while we run (Kubernetes rotates mounted Secrets): the value
+ * read at start, and the file it came from when it was a whole `${file:PATH}` or a `*_file` key.
+ */
+export interface FileBacked {
+  readonly value: string;
+  readonly file?: string;
+}
 
 /**
  * A file whose content may change while we run: Kubernetes rotates a mounted Secret by swapping

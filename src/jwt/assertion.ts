@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type KeyObject, SignJWT } from 'jose';
-import type { SigningAlg } from '../config/types.js';
+import type { SigningAlg } from './signing-key.js';
 
 export interface AssertionClaims {
   readonly issuer: string;

@@ -1,6 +1,6 @@
-import type { SigningKeyConfig } from '../config/types.js';
 import type { FileSet } from '../files/live-file.js';
 import type { AssertionKey } from './assertion.js';
+import type { SigningKeyConfig } from './signing-key.js';
 import { algorithmsFor, certificateThumbprint, parsePrivateKey } from './signing-key.js';
 
 /**

@@ -1,5 +1,28 @@
 import { createHash, createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
-import type { SigningAlg } from '../config/types.js';
+import type { FileBacked } from '../files/live-file.js';
+
+export type SigningAlg =
+  | 'RS256'
+  | 'RS384'
+  | 'RS512'
+  | 'PS256'
+  | 'PS384'
+  | 'PS512'
+  | 'ES256'
+  | 'ES384'
+  | 'ES512'
+  | 'EdDSA';
+
+/** A private key for signing JWTs, as configured; parsed and checked at load time. */
+export interface SigningKeyConfig {
+  readonly key: FileBacked;
+  readonly alg: SigningAlg;
+  /** No `signing_alg` was configured: a rotated key of another type gets its own algorithm. */
+  readonly algInferred?: boolean;
+  readonly keyId?: string;
+  /** PEM certificate of the key, for the `x5t#S256` header. */
+  readonly certificate?: FileBacked;
+}
 
 export const SIGNING_ALGS: readonly SigningAlg[] = [
   'RS256',

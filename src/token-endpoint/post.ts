@@ -1,4 +1,3 @@
-import type { TlsClient } from '../config/types.js';
 import {
   TokenEndpointTimeoutError,
   TokenEndpointUnreachableError,
@@ -7,6 +6,7 @@ import {
 } from '../errors.js';
 import type { FileSet } from '../files/live-file.js';
 import { interimTolerantConnector } from '../interim-responses.js';
+import type { TlsClient } from '../tls.js';
 import { liveTlsOptions } from '../tls.js';
 import { Agent, type Dispatcher, request } from '../undici.js';
 import { parseTokenResponse } from './parse-response.js';

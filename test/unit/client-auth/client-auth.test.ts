@@ -12,8 +12,9 @@ import {
   clientSecretPost,
   formEncode,
 } from '../../../src/client-auth/client-auth.js';
-import type { ClientAuthConfig, CredentialConfig, SigningKeyConfig } from '../../../src/config/types.js';
+import type { ClientAuthConfig, CredentialConfig } from '../../../src/config/types.js';
 import { FileSet } from '../../../src/files/live-file.js';
+import type { SigningKeyConfig } from '../../../src/jwt/signing-key.js';
 import {
   credentialConfig,
   generateKey,

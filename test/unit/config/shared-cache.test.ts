@@ -5,7 +5,6 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { parseConfigText } from '../../../src/config/load.js';
-import { SHARED_CACHE_DEFAULTS } from '../../../src/config/validate-shared-cache.js';
 import type { ConfigProblem } from '../../../src/errors.js';
 import { CREDENTIALS_YAML, format, problemsOf, sources, validConfig } from './helpers.js';
 
@@ -134,7 +133,6 @@ describe('shared_cache: valid', () => {
       tls: {},
       cluster: false,
     });
-    expect(SHARED_CACHE_DEFAULTS).toEqual({ keyPrefix: 'token-injector:', timeoutMs: 200 });
     expect('username' in shared).toBe(false);
     expect('password' in shared).toBe(false);
   });

@@ -1,8 +1,10 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: these tests are about the literal ${env:} and ${file:} syntax
 import { describe, expect, it } from 'vitest';
 import { parseConfigText } from '../../../src/config/load.js';
-import type { Config, FileBacked } from '../../../src/config/types.js';
-import { DEFAULTS, parseListen, validateConfig } from '../../../src/config/validate.js';
+import { parseListen } from '../../../src/config/schema.js';
+import type { Config } from '../../../src/config/types.js';
+import { validateConfig } from '../../../src/config/validate.js';
+import type { FileBacked } from '../../../src/files/live-file.js';
 import { CREDENTIALS_YAML, problemsOf, sources, validConfig, withRoutes } from './helpers.js';
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
@@ -789,7 +791,7 @@ describe('validateConfig: the result', () => {
     expect(Object.isFrozen(config.listen)).toBe(true);
     expect(Object.isFrozen(config.admin.listen)).toBe(true);
     expect(Object.isFrozen(validConfig('listen: 127.0.0.1:1\n').listen)).toBe(true);
-    expect(DEFAULTS.listen).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(validConfig('log:\n  level: info\n').listen).toEqual({ host: '127.0.0.1', port: 8080 });
   });
 
   it('reports every problem at once, with exact paths, in document order', () => {
