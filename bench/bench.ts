@@ -19,6 +19,10 @@
  * connections, and full TLS handshakes per second, with its own load generator
  * (bench/intercept-load.ts) since wrk cannot send CONNECT.
  *
+ * token-injector-tracing (issue 14) is token-injector with `tracing` on, every request sampled,
+ * its spans sent to a no-op OTLP/HTTP receiver in this orchestrator (core 0): what tracing costs
+ * when on; token-injector itself, with tracing off, is the figure that shows off costs nothing.
+ *
  * Then the h2c phase (issue 13) measures token-injector speaking HTTP/2 with prior knowledge on its
  * proxy port, with h2load (nghttp2-client): many connections of one stream, one connection of many
  * streams, and one at a time, against nginx proxying h2c to the same upstream when it can.
@@ -95,6 +99,7 @@ type TargetName =
   | 'token-injector@node24'
   | 'token-injector@bun'
   | 'token-injector-shared'
+  | 'token-injector-tracing'
   | 'token-injector-10k'
   | 'token-injector-10k@node24'
   | 'node-minimal'
@@ -107,6 +112,7 @@ const ALL_TARGETS: readonly TargetName[] = [
   'token-injector@node24',
   'token-injector@bun',
   'token-injector-shared',
+  'token-injector-tracing',
   'token-injector-10k',
   'token-injector-10k@node24',
   'node-minimal',
@@ -120,19 +126,24 @@ const ALL_TARGETS: readonly TargetName[] = [
  * Redis the bench starts: its hot path must cost what token-injector's does (issue 11).
  * token-injector-10k is token-injector with 10 000 routes (exact hosts, `*.` wildcards and path
  * prefixes mixed), the one hit last in configuration order: routing must cost the same (issue 12).
+ * token-injector-tracing is token-injector with `tracing` (sample_ratio 1) to a no-op OTLP receiver:
+ * the cost of tracing on, next to token-injector's tracing off (issue 14); BENCH_TRACING=off skips it.
  * node-minimal is the floor for any Node proxy: node:http + an undici Pool injecting the header,
  * without routing, metrics or logging. bun-minimal (opt-in) is the same on Bun (Bun.serve + fetch).
  */
+/** The token-injector-tracing target (issue 14); `BENCH_TRACING=off` skips it. */
+const TRACING = (process.env['BENCH_TRACING'] ?? 'on') !== 'off';
 const TARGETS = envTargets('BENCH_TARGETS', [
   'direct',
   'nginx',
   'node-minimal',
   'node-minimal@node24',
   'token-injector',
+  'token-injector-tracing',
   'token-injector@node24',
   'token-injector-10k@node24',
   'token-injector-shared',
-]);
+]).filter((t) => TRACING || t !== 'token-injector-tracing');
 /** Routes of the token-injector-10k targets. */
 const MANY_ROUTES = envInt('BENCH_MANY_ROUTES', 10_000, 2, 100_000);
 /** Bun's registry package, for bun-minimal; installed on demand like Node 24. */
@@ -817,6 +828,43 @@ async function startTokenServer(): Promise<TokenServer> {
   };
 }
 
+interface OtlpSink {
+  server: http.Server;
+  url: string;
+  /** Export requests taken, and their bytes. */
+  exports: number;
+  bytes: number;
+  /** Content types seen: OTLP/JSON is expected. */
+  contentTypes: Set<string>;
+}
+
+/**
+ * A collector that takes every span and keeps none (token-injector-tracing's): it answers each
+ * `POST /v1/traces` 200 after reading it, so the proxy's exporter works as against a healthy
+ * collector, and counts exports and bytes for the self-report. In this process, on core 0.
+ */
+async function startOtlpSink(): Promise<OtlpSink> {
+  const sink: Omit<OtlpSink, 'server' | 'url'> = { exports: 0, bytes: 0, contentTypes: new Set() };
+  const server = http.createServer((req, res) => {
+    req.on('data', (chunk: Buffer) => {
+      sink.bytes += chunk.length;
+    });
+    req.on('end', () => {
+      sink.exports++;
+      sink.contentTypes.add(req.headers['content-type'] ?? 'none');
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return Object.assign(sink, {
+    server,
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+  });
+}
+
 async function ensureBuilt(): Promise<void> {
   const main = path.join(REPO, 'dist/cli/main.js');
   const newest = (dir: string, ext: string): number => {
@@ -855,6 +903,8 @@ interface InjectorOptions {
   routes?: number;
   /** A `tls_intercept` section (the interception phase): the CA's files. */
   tlsIntercept?: { ca_cert_file: string; ca_key_file: string };
+  /** A `tracing` section's collector; every request is sampled (sample_ratio 1). */
+  tracing?: { otlpEndpoint: string };
 }
 
 interface Injector {
@@ -887,6 +937,7 @@ async function spawnInjector(
     unmatched: 'deny',
     shutdown_timeout: '2s',
     ...(opts.tlsIntercept ? { tls_intercept: opts.tlsIntercept } : {}),
+    ...(opts.tracing ? { tracing: { otlp_endpoint: opts.tracing.otlpEndpoint, sample_ratio: 1 } } : {}),
     ...(opts.sharedCache
       ? {
           shared_cache: {
@@ -2865,6 +2916,7 @@ async function main(): Promise<number> {
   await writeFile(script, WRK_LUA);
 
   const token = await startTokenServer();
+  const otlp = TARGETS.includes('token-injector-tracing') ? await startOtlpSink() : undefined;
   try {
     const upstreamPort = await freePort();
     if (tools.nginx) {
@@ -2996,6 +3048,13 @@ async function main(): Promise<number> {
         // Exactly token-injector's configuration, plus shared_cache.
         if (!redisUrl) continue;
         t = await injectorTarget(name, { tokenPath: `/token/shared${tag}`, sharedCache: { url: redisUrl } });
+      } else if (kind === 'token-injector-tracing') {
+        // Exactly token-injector's configuration, plus tracing of every request.
+        if (!otlp) continue;
+        t = await injectorTarget(name, {
+          tokenPath: `/token/tracing${tag}`,
+          tracing: { otlpEndpoint: otlp.url },
+        });
       }
       if (t) targets.push(t);
     }
@@ -3119,6 +3178,9 @@ async function main(): Promise<number> {
         (names.includes('token-injector-shared')
           ? '; token-injector-shared: the same with shared_cache (Redis on core 0)'
           : '') +
+        (names.includes('token-injector-tracing')
+          ? '; token-injector-tracing: the same with tracing, every request sampled, to a no-op OTLP receiver (core 0)'
+          : '') +
         (names.some((n) => kindOf(n) === 'token-injector-10k')
           ? `; token-injector-10k: the same with ${MANY_ROUTES} routes, the one hit last`
           : '') +
@@ -3148,8 +3210,16 @@ async function main(): Promise<number> {
       }
       process.stdout.write(`${name}: ${verdict}\n`);
     }
-    const onOff = sharedCacheCost(runs);
+    const onOff = onOffCost(runs, 'token-injector-shared', 'shared_cache');
     if (onOff) process.stdout.write(`${onOff}\n`);
+    const tracingOnOff = onOffCost(runs, 'token-injector-tracing', 'tracing');
+    if (tracingOnOff) process.stdout.write(`${tracingOnOff}\n`);
+    if (otlp && names.includes('token-injector-tracing')) {
+      process.stdout.write(
+        `token-injector-tracing collector: ${otlp.exports} export request(s), ${(otlp.bytes / 2 ** 20).toFixed(1)} MiB ` +
+          `(${[...otlp.contentTypes].join(', ') || 'none'})${otlp.exports === 0 ? ': WARNING: no span arrived' : ''}\n`,
+      );
+    }
     const wrkRuns = WARMUP_S > 0 ? 2 : 1;
     const max499 = ROUNDS * wrkRuns * CONNECTIONS.reduce((a, c) => a + c, 0);
     for (const r of reports) {
@@ -3243,6 +3313,7 @@ async function main(): Promise<number> {
           target: { cpuUsPerRequestAt64: TARGET_CPU_US, pass },
           runs,
           injectors: reports.map(({ logFile: _, ...r }) => r),
+          tracingCollector: otlp ? { exports: otlp.exports, bytes: otlp.bytes } : undefined,
           intercept: INTERCEPT
             ? {
                 runtime: INTERCEPT_RUNTIME,
@@ -3299,6 +3370,8 @@ async function main(): Promise<number> {
     const closed = new Promise<void>((resolve) => token.server.close(() => resolve()));
     token.server.closeAllConnections();
     await closed;
+    otlp?.server.closeAllConnections();
+    otlp?.server.close();
   }
 }
 
@@ -3432,11 +3505,12 @@ async function runtimeVersions(tools: Tools, names: readonly TargetName[]): Prom
 }
 
 /**
- * The hot path with shared_cache on versus off: token-injector-shared's CPU µs/req over
- * token-injector's, per connection count. With several rounds, each target's range over the
- * rounds says whether the difference is within the noise.
+ * The hot path with an optional layer on versus off: `on`'s CPU µs/req (token-injector-shared:
+ * shared_cache; token-injector-tracing: tracing) over token-injector's, per connection count.
+ * With several rounds, each target's range over the rounds says whether the difference is within
+ * the noise.
  */
-function sharedCacheCost(runs: readonly Measurement[]): string | undefined {
+function onOffCost(runs: readonly Measurement[], onTarget: TargetName, what: string): string | undefined {
   const parts: string[] = [];
   for (const c of CONNECTIONS) {
     const cpu = (t: TargetName) =>
@@ -3444,7 +3518,7 @@ function sharedCacheCost(runs: readonly Measurement[]): string | undefined {
         .filter((m) => m.target === t && m.connections === c && m.cpuUsPerReq !== undefined)
         .map((m) => m.cpuUsPerReq!);
     const off = cpu('token-injector');
-    const on = cpu('token-injector-shared');
+    const on = cpu(onTarget);
     if (off.length === 0 || on.length === 0) continue;
     const [a, b] = [median(on), median(off)];
     let part = `c=${c}: on ${a.toFixed(1)} / off ${b.toFixed(1)} = ${(a / b).toFixed(2)}`;
@@ -3461,7 +3535,7 @@ function sharedCacheCost(runs: readonly Measurement[]): string | undefined {
   }
   if (parts.length === 0) return undefined;
   return (
-    `shared_cache on/off, CPU µs/req (medians): ${parts.join('; ')}` +
+    `${what} on/off, CPU µs/req (medians): ${parts.join('; ')}` +
     (ROUNDS > 1 ? '' : ' (one round: run BENCH_ROUNDS=3 to see the noise)')
   );
 }

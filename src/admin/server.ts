@@ -31,6 +31,8 @@ export async function startAdminServer(
     readiness: Readiness;
     /** Shown in /readyz, never part of readiness: replicas serve without it. */
     sharedCache?: { readonly state: SharedCacheState };
+    /** The hash of the configuration in force, shown in /readyz as `config_hash`. */
+    configHash?: () => string;
   },
 ): Promise<AdminServer> {
   const { credentials, metrics, readiness } = deps;
@@ -61,18 +63,11 @@ export async function startAdminServer(
         credentials: states,
         ...(Object.keys(errors).length > 0 ? { last_errors: errors } : {}),
         ...(deps.sharedCache ? { shared_cache: deps.sharedCache.state } : {}),
+        ...(deps.configHash ? { config_hash: deps.configHash() } : {}),
       });
     }
     if (path === '/metrics') {
-      metrics.credentialState.reset();
-      metrics.credentialLastError.reset();
-      for (const name of credentials.names()) {
-        const left = credentials.expiresInSeconds(name);
-        if (left !== undefined) metrics.tokenExpiresIn.set({ credential: name }, left);
-        metrics.credentialState.set({ credential: name, state: credentials.state(name) }, 1);
-        const code = credentials.lastErrorCode(name);
-        if (code !== undefined) metrics.credentialLastError.set({ credential: name, code }, 1);
-      }
+      // The credential gauges read the credentials themselves as they are collected (metrics.ts).
       metrics.registry.metrics().then(
         (text) => {
           res.writeHead(200, { 'content-type': metrics.registry.contentType });

@@ -5,15 +5,18 @@ import { isAbsoluteUrl } from '../config/checker.js';
 import { loadConfig } from '../config/load.js';
 import type { Config, TokenScope } from '../config/types.js';
 import { Credentials } from '../credentials/credentials.js';
-import { ConfigError, CredentialBackoffError, formatProblem, TokenInjectorError } from '../errors.js';
+import { ConfigError, CredentialBackoffError, TokenInjectorError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
+import { type ConfigWatch, watchConfigFile } from '../reload/config-file.js';
 import { EXIT } from './exit-codes.js';
+import { isValidateFormat, reportValidation, VALIDATE_FORMATS } from './validate-report.js';
 
 const HELP = `token-injector: OAuth 2.0 for any program, without a code change.
 
 Usage:
   token-injector run --config FILE        start the proxy and admin listeners
-  token-injector validate --config FILE   check a configuration; print every problem
+  token-injector validate --config FILE [--format text|json]
+                                          check a configuration; print every problem
   token-injector token NAME --config FILE print one access token of credential NAME
   token-injector ca init --dir DIR [--permit HOST]...
                                           create the CA for HTTPS interception
@@ -25,6 +28,9 @@ Options:
   --scope S           token: request scope S instead of the credential's scope
   --audience A        token: request audience A instead of the credential's audience
   --resource URI      token: request resource URI instead of the credential's resource
+  --format F          validate: text (default; problems on stderr) or json (one
+                      document on stdout: {"valid", "problems", "warnings"},
+                      each problem and warning a {"path", "message"})
   -h, --help          show this help
   -v, --version       print the version
 
@@ -39,8 +45,16 @@ Exit codes:
 
 Signals (run): SIGTERM or SIGINT stops accepting connections, lets in-flight
 requests finish (up to shutdown_timeout) and exits 0; a second one exits at
-once. SIGHUP is ignored (logged): there is no reload yet. Every exit on a
-signal writes out the log lines still waiting in the log buffer.
+once. Every exit on a signal writes out the log lines still waiting in the
+log buffer.
+
+Reload (run): SIGHUP, or a change of the configuration file (its directory
+is watched, so a Kubernetes ConfigMap update is seen), reloads the
+configuration. A file that does not validate changes nothing: each problem
+is logged with its key path (event config_reload_failed) and the proxy keeps
+serving. listen, admin.listen, limits.max_header_size, limits.max_headers,
+shared_cache, tls_intercept and tracing take effect only at the next restart
+(logged as config_restart_required); the rest is applied at once.
 `;
 
 export interface CliIo {
@@ -111,6 +125,15 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     io.err('token-injector: --resource must be an absolute URI (RFC 8707 §2)\n');
     return EXIT.usage;
   }
+  const format = values.format ?? 'text';
+  if (values.format !== undefined && command !== 'validate') {
+    io.err('token-injector: --format applies to the validate command only\n');
+    return EXIT.usage;
+  }
+  if (!isValidateFormat(format)) {
+    io.err(`token-injector: --format must be ${VALIDATE_FORMATS.join(' or ')}, got "${format}"\n`);
+    return EXIT.usage;
+  }
   if (!configPath) {
     io.err('token-injector: --config FILE is required (or set TOKEN_INJECTOR_CONFIG)\n');
     return EXIT.usage;
@@ -120,22 +143,16 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     config = loadConfig(configPath);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    io.err(
-      `${configPath}: invalid configuration\n${err.problems.map((p) => `  ${formatProblem(p)}\n`).join('')}`,
-    );
-    return EXIT.configInvalid;
+    // run and token report an invalid file as validate's text form does.
+    return reportValidation(configPath, { problems: err.problems }, format, io);
   }
   switch (command) {
     case 'validate':
-      for (const w of config.warnings) io.err(`${configPath}: warning: ${formatProblem(w)}\n`);
-      io.out(
-        `${configPath}: valid (${config.credentials.size} credential${config.credentials.size === 1 ? '' : 's'}, ${config.routes.length} route${config.routes.length === 1 ? '' : 's'})\n`,
-      );
-      return EXIT.ok;
+      return reportValidation(configPath, { config }, format, io);
     case 'token':
       return printToken(config, rest[0]!, overrides, io);
     default:
-      return run(config, io);
+      return run(config, configPath, io);
   }
 }
 
@@ -149,6 +166,7 @@ function parse(argv: string[]) {
       scope: { type: 'string' },
       audience: { type: 'string' },
       resource: { type: 'string' },
+      format: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
@@ -184,10 +202,10 @@ async function printToken(config: Config, name: string, overrides: TokenScope, i
   }
 }
 
-async function run(config: Config, io: CliIo): Promise<number> {
+async function run(config: Config, configPath: string, io: CliIo): Promise<number> {
   let injector: Awaited<ReturnType<typeof startTokenInjector>>;
   try {
-    injector = await startTokenInjector(config);
+    injector = await startTokenInjector(config, { configFile: configPath });
   } catch (err) {
     io.err(`token-injector: cannot start: ${(err as Error).message}\n`);
     return EXIT.startFailed;
@@ -202,6 +220,7 @@ async function run(config: Config, io: CliIo): Promise<number> {
         process.exit(EXIT.ok);
       }
       stopping = true;
+      watch?.close();
       injector.logger.info({ event: 'signal', signal }, 'shutting down');
       injector.close().then(() => {
         injector.logger.flush();
@@ -211,10 +230,31 @@ async function run(config: Config, io: CliIo): Promise<number> {
         resolve(EXIT.ok);
       });
     };
-    // Until a reload exists, SIGHUP (sent by terminals closing and by tools that mean "reload")
-    // must not kill a proxy that is serving traffic, as Node's default would.
-    const hangup = () =>
-      injector.logger.warn({ event: 'signal_ignored', signal: 'SIGHUP' }, 'SIGHUP ignored: no reload yet');
+    // SIGHUP means "reload" to daemons (nginx, Prometheus, Envoy's hot-restarter); Node's default
+    // would kill a proxy that is serving traffic.
+    const reloader = injector.reloader!;
+    const hangup = () => {
+      if (!stopping) reloader.reload('SIGHUP');
+    };
+    const unwatched = (err: Error) =>
+      injector.logger.warn(
+        { event: 'config_watch_failed', detail: err.message },
+        'the configuration file is not watched; SIGHUP still reloads it',
+      );
+    let watch: ConfigWatch | undefined;
+    try {
+      watch = watchConfigFile(
+        configPath,
+        () => reloader.lastRead,
+        () => {
+          if (!stopping) reloader.reload('file');
+        },
+        unwatched,
+      );
+    } catch (err) {
+      // Out of inotify watches (ENOSPC), say: the proxy runs all the same.
+      unwatched(err as Error);
+    }
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', hangup);

@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { SharedCache } from '../shared-cache/shared-cache.js';
 import type { Token } from '../token-endpoint/token.js';
+import type { Tracing } from '../tracing/tracing.js';
 import { RequestTokens } from './request-tokens.js';
 import { TokenProvider } from './token-provider.js';
 import {
@@ -48,25 +49,100 @@ export class Credentials {
   readonly #routeTokens = new Map<string, RouteTokens>();
   readonly #cacheCounters = new Map<string, CacheCounters>();
   readonly #sourceEvents = new Map<string, TokenSourceEvents>();
+  /** Providers dropped by a reload, until they are closed (see #retire). */
+  readonly #retiring = new Map<TokenProvider, NodeJS.Timeout>();
   readonly #metrics: Metrics | undefined;
   readonly #logger: Logger;
   readonly #shared: SharedCache | undefined;
+  readonly #tracing: Tracing | undefined;
 
-  constructor(config: Config, deps: { metrics?: Metrics; logger: Logger; sharedCache?: SharedCache }) {
+  constructor(
+    config: Config,
+    deps: { metrics?: Metrics; logger: Logger; sharedCache?: SharedCache; tracing?: Tracing },
+  ) {
     this.#metrics = deps.metrics;
     this.#logger = deps.logger;
     this.#shared = deps.sharedCache;
+    this.#tracing = deps.tracing;
+    for (const cred of config.credentials.values()) this.#providers.set(cred.name, this.#newProvider(cred));
+    this.#prepareRoutes(config.routes);
+  }
+
+  /**
+   * Takes a reloaded configuration. Credentials named in `kept` (their configuration did not
+   * change) keep their provider, their cached tokens and their refresh timers: no token request.
+   * Every other one starts fresh; the caches of removed and changed credentials, and those no
+   * route of `config` uses any more, are closed (their timers cleared) and dropped. Requests in
+   * flight keep the caches they hold. Throws before changing anything if a new provider cannot be
+   * made.
+   */
+  reconfigure(config: Config, kept: ReadonlySet<string>): void {
+    const providers = new Map<string, TokenProvider>();
     for (const cred of config.credentials.values()) {
-      this.#providers.set(
-        cred.name,
-        new TokenProvider(cred, {
-          ...deps,
-          // Token exchange with `source: credential`: that credential's own (default) token.
-          credentialToken: (name) => this.source(name).get(),
-        }),
-      );
+      const old = kept.has(cred.name) ? this.#providers.get(cred.name) : undefined;
+      providers.set(cred.name, old ?? this.#newProvider(cred));
+    }
+    const live = new Set<string>();
+    for (const [name, provider] of providers) {
+      if (provider === this.#providers.get(name))
+        live.add(scopeKey(name, effectiveScope(provider.credential, {})));
     }
     for (const route of config.routes) {
+      const provider = providers.get(route.credential);
+      if (provider !== undefined && provider === this.#providers.get(route.credential)) {
+        live.add(scopeKey(route.credential, effectiveScope(provider.credential, route.tokenScope)));
+      }
+    }
+    const dropped = [...this.#providers].filter(([name, p]) => providers.get(name) !== p);
+    this.#providers.clear();
+    for (const [name, provider] of providers) this.#providers.set(name, provider);
+    for (const [key, source] of this.#sources) {
+      if (live.has(key)) continue;
+      source.close();
+      this.#sources.delete(key);
+    }
+    for (const [key, cache] of this.#requestTokens) {
+      if (live.has(key)) continue;
+      cache.close();
+      this.#requestTokens.delete(key);
+    }
+    for (const key of this.#routeTokens.keys()) if (!live.has(key)) this.#routeTokens.delete(key);
+    for (const [name] of dropped) {
+      if (providers.has(name)) continue;
+      this.#sourceEvents.delete(name);
+      this.#cacheCounters.delete(name);
+    }
+    for (const [, provider] of dropped) this.#retire(provider, config.shutdownTimeoutMs);
+    this.#prepareRoutes(config.routes);
+  }
+
+  /**
+   * A provider no cache uses any more is closed once the requests in flight with it had the time
+   * a drain gives them (`shutdown_timeout`): one of them may still need a token after a 401. Its
+   * caches are closed already, so nothing fetches on its own meanwhile; the timer keeps nothing
+   * alive.
+   */
+  #retire(provider: TokenProvider, afterMs: number): void {
+    const timer = setTimeout(() => {
+      this.#retiring.delete(provider);
+      provider.close().catch(() => {});
+    }, afterMs);
+    timer.unref();
+    this.#retiring.set(provider, timer);
+  }
+
+  #newProvider(cred: CredentialConfig): TokenProvider {
+    return new TokenProvider(cred, {
+      ...(this.#metrics ? { metrics: this.#metrics } : {}),
+      ...(this.#tracing ? { tracing: this.#tracing } : {}),
+      logger: this.#logger,
+      // Token exchange with `source: credential`: that credential's own (default) token.
+      credentialToken: (name) => this.source(name).get(),
+    });
+  }
+
+  #prepareRoutes(routes: readonly RouteConfig[]): void {
+    for (const route of routes) {
       // An unknown credential fails the start, not the route's first request.
       const cred = this.#provider(route.credential).credential;
       // A prefetched credential is ready once the caches its routes use hold a token, so those
@@ -214,6 +290,16 @@ export class Credentials {
     return left.length > 0 ? Math.min(...left) : undefined;
   }
 
+  /** When the soonest-expiring of a credential's cached tokens expires (epoch milliseconds). */
+  expiresAt(name: string): number | undefined {
+    let soonest: number | undefined;
+    for (const source of this.sourcesOf(name)) {
+      const at = source.expiresAt;
+      if (at !== undefined && (soonest === undefined || at < soonest)) soonest = at;
+    }
+    return soonest;
+  }
+
   names(): string[] {
     return [...this.#providers.keys()];
   }
@@ -230,7 +316,10 @@ export class Credentials {
   async close(): Promise<void> {
     for (const source of this.#sources.values()) source.close();
     for (const cache of this.#requestTokens.values()) cache.close();
-    await Promise.all([...this.#providers.values()].map((p) => p.close()));
+    for (const timer of this.#retiring.values()) clearTimeout(timer);
+    const all = [...this.#providers.values(), ...this.#retiring.keys()];
+    this.#retiring.clear();
+    await Promise.all(all.map((p) => p.close()));
   }
 
   #provider(name: string): TokenProvider {

@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { createTokenEndpoint, type TokenEndpoint } from '../token-endpoint/post.js';
 import { redactSecrets, requestSecrets } from '../token-endpoint/redact.js';
 import type { Token } from '../token-endpoint/token.js';
+import type { TraceParent, Tracing } from '../tracing/tracing.js';
 
 export type ProviderContext = Omit<GrantContext, 'endpoint' | 'credentialToken'>;
 
@@ -26,12 +27,18 @@ export class TokenProvider {
   readonly #url: URL;
   readonly #credentialToken: (name: string) => Promise<Token>;
   readonly #metrics: Metrics | undefined;
+  readonly #tracing: Tracing | undefined;
   #closing = false;
   readonly #log: Logger;
 
   constructor(
     cred: CredentialConfig,
-    deps: { metrics?: Metrics; logger: Logger; credentialToken: (name: string) => Promise<Token> },
+    deps: {
+      metrics?: Metrics;
+      logger: Logger;
+      tracing?: Tracing;
+      credentialToken: (name: string) => Promise<Token>;
+    },
   ) {
     this.credential = cred;
     this.#grant = grantFor(cred, this.#files);
@@ -54,6 +61,7 @@ export class TokenProvider {
     });
     this.#credentialToken = deps.credentialToken;
     this.#metrics = deps.metrics;
+    this.#tracing = deps.tracing;
     this.#log = deps.logger.child({ credential: cred.name });
   }
 
@@ -69,18 +77,22 @@ export class TokenProvider {
    */
   async requestToken(pctx: ProviderContext): Promise<Token> {
     const ctx: GrantContext = { ...pctx, endpoint: this.#url, credentialToken: this.#credentialToken };
+    // Read now, synchronously: a fetch a request starts (it found no token) is that request's
+    // child, and so are the retries below; a background refresh, or a retry after a backoff wait,
+    // starts outside any request and is a trace of its own (tracing.ts activeRequest).
+    const parent = this.#tracing?.activeRequest();
     try {
-      return await this.#attempt(ctx);
+      return await this.#attempt(ctx, parent);
     } catch (err) {
       if (isRejected(err, 'invalid_client') && this.#files.reloadAll()) {
         this.#log.info(
           { event: 'files_reloaded' },
           'invalid_client: credential files changed on disk; retrying once',
         );
-        return this.#attempt(ctx);
+        return this.#attempt(ctx, parent);
       }
       const next = this.#grant.retry?.(ctx, err);
-      if (next) return this.#attempt(next);
+      if (next) return this.#attempt(next, parent);
       throw err;
     }
   }
@@ -106,9 +118,10 @@ export class TokenProvider {
     }
   }
 
-  async #attempt(ctx: GrantContext): Promise<Token> {
+  async #attempt(ctx: GrantContext, parent: TraceParent | undefined): Promise<Token> {
     const labels = { credential: this.credential.name };
     const started = performance.now();
+    const span = this.#tracing?.tokenFetch(this.credential.name, this.#url, parent);
     let grant = this.credential.grant.type as string;
     try {
       const form = await this.#build(ctx);
@@ -126,6 +139,7 @@ export class TokenProvider {
         token = { ...token, refreshToken: previousRefresh };
       }
       this.#metrics?.tokenRequests.inc({ ...labels, outcome: 'success' });
+      span?.end(grant, 'success');
       this.#metrics?.tokenRequestDuration.observe(labels, seconds);
       this.#log.info(
         {
@@ -143,8 +157,12 @@ export class TokenProvider {
       return token;
     } catch (err) {
       // Cut short by our own shutdown: nothing failed at the token endpoint, so nothing to report.
-      if (this.#closing) throw err;
+      if (this.#closing) {
+        span?.end(grant, 'cancelled');
+        throw err;
+      }
       const e = err as TokenInjectorError;
+      span?.end(grant, e.code ?? 'error');
       this.#metrics?.tokenRequests.inc({ ...labels, outcome: e.code ?? 'error' });
       this.#metrics?.tokenRequestDuration.observe(labels, (performance.now() - started) / 1000);
       this.#log.warn(

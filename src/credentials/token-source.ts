@@ -265,6 +265,11 @@ export class TokenSource<R = void> {
     return this.#token ? (this.#token.expiresAt - this.#now()) / 1000 : undefined;
   }
 
+  /** The cached token's own expiry (epoch milliseconds); undefined without a token. */
+  get expiresAt(): number | undefined {
+    return this.#token?.expiresAt;
+  }
+
   /** The error of the last failed attempt, until an attempt succeeds. */
   get lastError(): unknown {
     return this.#lastError;

@@ -10,11 +10,13 @@ export interface AccessEntry {
   readonly path: string;
   readonly status: number;
   readonly durationMs: number;
+  /** The request's ID (proxy/request-id.ts): the app's `X-Request-Id`, or the one given it. */
+  readonly requestId?: string | undefined;
 }
 
 /**
  * The access log: one line per proxied request, the same JSON that
- * `logger.info({ event: 'request', route, method, host, path, status, duration_ms }, 'proxied')`
+ * `logger.info({ event: 'request', route, method, host, path, status, duration_ms, request_id }, 'proxied')`
  * writes, to the same destination, but built from a fixed template. pino's general serialisation
  * and redaction pass cost more per request than routing and token lookup together, and these
  * fields need neither: their names are fixed and none can hold a secret.
@@ -36,7 +38,9 @@ export function createAccessLog(logger: Logger): (entry: AccessEntry) => void {
       `{"level":"info","time":${Date.now()}${prefix},"route":${q(e.route)}` +
         (e.method === undefined ? '' : `,"method":${q(e.method)}`) +
         (e.host === undefined ? '' : `,"host":${q(e.host)}`) +
-        `,"path":${q(e.path)},"status":${e.status},"duration_ms":${finite(e.durationMs)},"msg":"proxied"}\n`,
+        `,"path":${q(e.path)},"status":${e.status},"duration_ms":${finite(e.durationMs)}` +
+        (e.requestId === undefined ? '' : `,"request_id":${q(e.requestId)}`) +
+        ',"msg":"proxied"}\n',
     );
   };
 }

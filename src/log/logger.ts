@@ -1,8 +1,9 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
-import type { LogLevel } from '../config/types.js';
 import { BatchingSink } from './batching-sink.js';
 
 export type { Logger } from 'pino';
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
 /**
  * Paths that could ever hold a secret, censored on every line. The code never logs tokens or

@@ -6,6 +6,36 @@ const PREFIX = 'token_injector_';
 export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx';
 
 /**
+ * Every state a credential can be in (credentials.ts `state()`): each is exported for each
+ * credential, 1 for the current one and 0 for the others, so a query can compare states or
+ * alert on one without `absent()` tricks.
+ */
+export const CREDENTIAL_STATES = [
+  'fresh',
+  'refreshing',
+  'stale',
+  'failing',
+  'expired',
+  'empty',
+  'per_request',
+] as const;
+export type CredentialState = (typeof CREDENTIAL_STATES)[number];
+
+/**
+ * What the credential gauges are read from at each scrape (credentials/credentials.ts
+ * `Credentials`): read when Prometheus asks, never kept up to date on the request path.
+ */
+export interface CredentialReadings {
+  names(): readonly string[];
+  state(name: string): CredentialState;
+  lastErrorCode(name: string): string | undefined;
+  /** Seconds until the soonest expiry among the credential's cached tokens. */
+  expiresInSeconds(name: string): number | undefined;
+  /** When that soonest-expiring token expires, in epoch milliseconds. */
+  expiresAt(name: string): number | undefined;
+}
+
+/**
  * Every metric token-injector exports. Labels come from configuration names (credential, route)
  * and fixed outcome words only, never from request data, so cardinality is bounded and no secret
  * can reach a label.
@@ -43,23 +73,57 @@ export class Metrics {
     labelNames: ['credential'] as const,
     registers: [this.registry],
   });
-  readonly tokenExpiresIn = new Gauge({
+  /** Set by {@link observeCredentials}; the credential gauges below are empty until then. */
+  #credentials: CredentialReadings | undefined;
+  readonly tokenExpiresIn: Gauge<'credential'> = new Gauge({
     name: `${PREFIX}token_expires_in_seconds`,
     help: "Seconds until each credential's cached token expires (negative once expired).",
     labelNames: ['credential'] as const,
     registers: [this.registry],
+    collect: () => this.#perCredential(this.tokenExpiresIn, (c, name) => c.expiresInSeconds(name)),
   });
-  readonly credentialState = new Gauge({
+  readonly tokenExpiry: Gauge<'credential'> = new Gauge({
+    name: `${PREFIX}token_expiry_timestamp_seconds`,
+    help: "Unix time at which each credential's cached token expires; absent while it has none.",
+    labelNames: ['credential'] as const,
+    registers: [this.registry],
+    collect: () =>
+      this.#perCredential(this.tokenExpiry, (c, name) => {
+        const at = c.expiresAt(name);
+        return at === undefined ? undefined : at / 1000;
+      }),
+  });
+  readonly credentialState: Gauge<'credential' | 'state'> = new Gauge({
     name: `${PREFIX}credential_state`,
-    help: "Each credential's state: 1 for the current one (fresh, refreshing, stale, failing, expired, empty, per_request).",
+    help: "Each credential's state: 1 for the current one, 0 for the others (fresh, refreshing, stale, failing, expired, empty, per_request).",
     labelNames: ['credential', 'state'] as const,
     registers: [this.registry],
+    collect: () => {
+      const gauge = this.credentialState;
+      gauge.reset();
+      const c = this.#credentials;
+      if (c === undefined) return;
+      for (const credential of c.names()) {
+        const current = c.state(credential);
+        for (const state of CREDENTIAL_STATES) gauge.set({ credential, state }, state === current ? 1 : 0);
+      }
+    },
   });
-  readonly credentialLastError = new Gauge({
+  readonly credentialLastError: Gauge<'credential' | 'code'> = new Gauge({
     name: `${PREFIX}credential_last_error`,
     help: "The error code of a credential's last failed token request, 1 while it has not succeeded since.",
     labelNames: ['credential', 'code'] as const,
     registers: [this.registry],
+    collect: () => {
+      const gauge = this.credentialLastError;
+      gauge.reset();
+      const c = this.#credentials;
+      if (c === undefined) return;
+      for (const credential of c.names()) {
+        const code = c.lastErrorCode(credential);
+        if (code !== undefined) gauge.set({ credential, code }, 1);
+      }
+    },
   });
   readonly proxiedRequests = new BatchedCounter({
     name: `${PREFIX}proxied_requests_total`,
@@ -102,6 +166,22 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+  /** Every result exported from the start (at 0), so `increase()` sees the first failure. */
+  readonly configReloads = withZeros(
+    new Counter({
+      name: `${PREFIX}config_reloads_total`,
+      help: 'Configuration reloads (SIGHUP or a change of the file) by result: success (applied; keys that need a restart are logged), invalid (the file does not validate: nothing changed), error (valid, but it could not be applied: nothing changed).',
+      labelNames: ['result'] as const,
+      registers: [this.registry],
+    }),
+    'result',
+    RELOAD_RESULTS,
+  );
+  readonly configLastReloadSuccess = new Gauge({
+    name: `${PREFIX}config_last_reload_success_timestamp_seconds`,
+    help: 'When the configuration in force was loaded (at start, then at each successful reload), in Unix seconds.',
+    registers: [this.registry],
+  });
 
   /** The shared cache's metrics appear only when `shared_cache` is configured. */
   enableSharedCache(): void {
@@ -130,9 +210,46 @@ export class Metrics {
     });
   }
 
+  /**
+   * Node's process metrics keep their standard names (`process_resident_memory_bytes`,
+   * `nodejs_eventloop_lag_seconds`, …), those of every Node service, so stock dashboards and
+   * alerts find them; only the product's own metrics carry the `token_injector_` prefix.
+   */
   constructor(options: { processMetrics?: boolean } = {}) {
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
+
+  /**
+   * The credentials whose states, expiries and last errors the gauges show, read at each scrape;
+   * called again with the new ones if they are replaced (a configuration reload), so credentials
+   * that are gone disappear from the next scrape.
+   */
+  observeCredentials(credentials: CredentialReadings): void {
+    this.#credentials = credentials;
+  }
+
+  /** Sets one gauge per credential from `value`, leaving out those without one. */
+  #perCredential(
+    gauge: Gauge<'credential'>,
+    value: (c: CredentialReadings, name: string) => number | undefined,
+  ): void {
+    gauge.reset();
+    const c = this.#credentials;
+    if (c === undefined) return;
+    for (const credential of c.names()) {
+      const v = value(c, credential);
+      if (v !== undefined) gauge.set({ credential }, v);
+    }
+  }
+}
+
+/** How a configuration reload ended (`config_reloads_total{result}`). */
+export const RELOAD_RESULTS = ['success', 'invalid', 'error'] as const;
+export type ReloadResult = (typeof RELOAD_RESULTS)[number];
+
+function withZeros<L extends string>(counter: Counter<L>, label: L, values: readonly string[]): Counter<L> {
+  for (const value of values) counter.inc({ [label]: value } as Partial<Record<L, string>>, 0);
+  return counter;
 }
 
 export function statusClass(status: number): StatusClass {

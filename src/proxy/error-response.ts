@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { type ErrorCode, InternalError, isTransient, TokenError, TokenInjectorError } from '../errors.js';
+import { REQUEST_ID, requestIdOf } from './request-id.js';
 
 /** Seconds a client is asked to wait when the identity provider cannot be reached. */
 const RETRY_AFTER_SECONDS = 5;
@@ -61,31 +62,43 @@ export interface ErrorBody {
   readonly route?: string;
   readonly host?: string;
   readonly path?: string;
+  /** The request's ID (request-id.ts), so the app can find the request in the proxy's logs. */
+  readonly request_id?: string;
 }
 
 /** The JSON body the app receives; built from typed fields that never hold a secret. */
-export function errorBody(err: TokenInjectorError, extra: Partial<ErrorBody> = {}): ErrorBody {
+export function errorBody(
+  err: TokenInjectorError,
+  extra: Partial<ErrorBody> = {},
+  requestId?: string,
+): ErrorBody {
   return {
     ...extra,
     error: err.code,
     ...(err instanceof TokenError ? { credential: err.credential } : {}),
     detail: err.message,
+    ...(requestId !== undefined ? { request_id: requestId } : {}),
   };
 }
 
-/** Writes an error answer if the response has not started; otherwise cuts the connection. */
+/**
+ * Writes an error answer if the response has not started; otherwise cuts the connection. The
+ * request's ID is in the body and in an `X-Request-Id` response header.
+ */
 export function sendError(res: ServerResponse, err: TokenInjectorError, extra?: Partial<ErrorBody>): number {
   const status = statusOf(err);
   if (res.headersSent) {
     res.destroy();
     return status;
   }
-  const body = JSON.stringify(errorBody(err, extra));
+  const requestId = requestIdOf(res.req);
+  const body = JSON.stringify(errorBody(err, extra, requestId));
   const headers: Record<string, string | number> = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
   };
+  if (requestId !== undefined) headers[REQUEST_ID] = requestId;
   const retryAfter = (err as { retryAfterSeconds?: number }).retryAfterSeconds;
   if (retryAfter !== undefined) headers['retry-after'] = Math.max(1, retryAfter);
   else if (status === 503) headers['retry-after'] = RETRY_AFTER_SECONDS;

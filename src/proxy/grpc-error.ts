@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
 import { isTransient, type TokenInjectorError } from '../errors.js';
+import { REQUEST_ID, requestIdOf } from './request-id.js';
 
 /**
  * gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html): UNAVAILABLE is
@@ -23,7 +24,8 @@ export function isGrpcCall(req: IncomingMessage): boolean {
  * Answers a gRPC call that could not be given a token the way a gRPC server would: a
  * trailers-only response (one HEADERS frame ending the stream) with HTTP 200, `grpc-status` 14
  * UNAVAILABLE when the failure may pass (errors.ts `isTransient`) or 16 UNAUTHENTICATED when it
- * will not, and a `grpc-message` naming the credential, never a secret. Returns the HTTP status.
+ * will not, and a `grpc-message` naming the credential, never a secret; the request's ID as
+ * `x-request-id` metadata. Returns the HTTP status.
  */
 export function sendGrpcError(res: ServerResponse, err: TokenInjectorError, credential: string): number {
   const stream = (res as unknown as Http2ServerResponse).stream;
@@ -33,15 +35,15 @@ export function sendGrpcError(res: ServerResponse, err: TokenInjectorError, cred
   }
   const status = isTransient(err) ? GRPC_UNAVAILABLE : GRPC_UNAUTHENTICATED;
   const message = `token-injector has no token for credential "${credential}" (${err.code}): ${err.message}`;
-  stream.respond(
-    {
-      ':status': 200,
-      'content-type': 'application/grpc',
-      'grpc-status': String(status),
-      'grpc-message': percentEncode(message),
-    },
-    { endStream: true },
-  );
+  const headers: Record<string, string | number> = {
+    ':status': 200,
+    'content-type': 'application/grpc',
+    'grpc-status': String(status),
+    'grpc-message': percentEncode(message),
+  };
+  const requestId = requestIdOf(res.req);
+  if (requestId !== undefined) headers[REQUEST_ID] = requestId;
+  stream.respond(headers, { endStream: true });
   return 200;
 }
 

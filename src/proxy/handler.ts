@@ -12,6 +12,7 @@ import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Router } from '../router/router.js';
 import type { Token } from '../token-endpoint/token.js';
+import type { Tracing } from '../tracing/tracing.js';
 import { asKnown, sendError } from './error-response.js';
 import { continueIfAwaited, unmetExpectation } from './expect.js';
 import {
@@ -25,8 +26,10 @@ import {
 import { isGrpcCall, sendGrpcError } from './grpc-error.js';
 import { hasOurVia, upstreamRequestHeaders } from './headers.js';
 import { ReplayBudget, readBody, refusesToken, replayableLength } from './replay.js';
+import { assignRequestId } from './request-id.js';
 import { createRequestLog, pathOnly, type RequestLog } from './request-log.js';
 import { authority, type ParsedTarget, parseTarget, refusedSpelling } from './target.js';
+import { tracedRequestLog } from './traced-log.js';
 import type { Upstreams } from './upstreams.js';
 
 export interface ProxyDeps {
@@ -37,6 +40,8 @@ export interface ProxyDeps {
   readonly logger: Logger;
   /** Shared with the CONNECT handler: one route index per process. */
   readonly router: Router;
+  /** Set only when `tracing` is configured: without it the handler is not wrapped at all. */
+  readonly tracing?: Tracing | undefined;
 }
 
 /** The request handler of the proxy listener: route, get a token, inject it, forward. */
@@ -58,7 +63,15 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     return state;
   };
   const maxRawHeaders = 2 * config.limits.maxHeaders;
-  const log = createRequestLog(metrics, logger);
+  const { tracing } = deps;
+  const log =
+    tracing === undefined
+      ? createRequestLog(metrics, logger)
+      : tracedRequestLog(
+          createRequestLog(metrics, logger),
+          tracing,
+          (name) => routes.get(name)?.config.upstream,
+        );
   const shared: Shared = {
     upstreams,
     logger,
@@ -79,11 +92,13 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     return outcome === 'discarded' ? CLIENT_CLOSED : outcome;
   }
 
-  return (req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const started = performance.now();
     // No 'error' listeners needed here: Node emits a request's 'error' (a client reset) only when
     // someone listens, and whoever reads the body (undici, the replay buffer) does.
     const refused = refusal(req, maxRawHeaders) ?? unmetExpectation(req);
+    // After the header count, which must not count the field it may add; before any answer.
+    assignRequestId(req);
     if (refused) {
       // The body (if any) is not read: the connection cannot be reused.
       res.shouldKeepAlive = false;
@@ -115,6 +130,8 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     }
     new RoutedRequest(shared, stateOf(matched), req, res, target.path, started, host).start();
   };
+  // Traced, each request gets its span around this handler; untraced, the handler is as it is.
+  return tracing === undefined ? handle : tracing.requests(handle, maxRawHeaders);
 }
 
 interface RouteState {

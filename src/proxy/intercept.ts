@@ -1,9 +1,9 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type SecureContext, TLSSocket } from 'node:tls';
-import type { Metrics } from '../metrics/metrics.js';
 import { InternalError, TokenInjectorError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { HostPort } from '../router/host.js';
 import { errorBody, statusFor } from './error-response.js';
 import { answerAndClose } from './raw-response.js';

@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Metrics, type StatusClass, statusClass } from '../metrics/metrics.js';
 import { createAccessLog } from '../log/access-log.js';
 import type { Logger } from '../log/logger.js';
+import { type Metrics, type StatusClass, statusClass } from '../metrics/metrics.js';
 import { asKnown, sendError } from './error-response.js';
+import { requestIdOf } from './request-id.js';
 
 /**
  * What is kept of every request the listener answers, plain or upgrade (handler.ts,
@@ -43,6 +44,7 @@ export function createRequestLog(metrics: Metrics, logger: Logger): RequestLog {
         path: pathOnly(req.url ?? ''),
         status,
         durationMs: Math.round((performance.now() - started) * 100) / 100,
+        requestId: requestIdOf(req),
       });
     },
     failed(res, err) {

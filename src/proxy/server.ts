@@ -18,6 +18,11 @@ export interface ProxyServer {
   readonly inFlight: number;
   /** Stops accepting, lets in-flight requests finish for up to `timeoutMs`, then cuts the rest. */
   close(timeoutMs: number): Promise<void>;
+  /**
+   * A reload's new limits, for connections and requests from now on. `max_header_size` and
+   * `max_headers` are not among them: HTTP/2 fixed them in its SETTINGS (reload/plan.ts).
+   */
+  setLimits(next: ListenerLimits): void;
 }
 
 /**
@@ -26,12 +31,14 @@ export interface ProxyServer {
  */
 export async function startProxyServer(
   address: ListenAddress,
-  limits: ListenerLimits,
+  initialLimits: ListenerLimits,
   onRequest: (req: IncomingMessage, res: ServerResponse) => void,
   onConnect: (req: IncomingMessage, socket: Duplex, head: Buffer, serve: (socket: Duplex) => void) => void,
   onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, serve: (socket: Duplex) => void) => void,
   events: ProxyServerEvents = {},
 ): Promise<ProxyServer> {
+  // A copy the HTTP/2 listener and the preface sniffer read per connection: a reload updates it.
+  const limits: { -readonly [K in keyof ListenerLimits]: ListenerLimits[K] } = { ...initialLimits };
   let inFlight = 0;
   let closing = false;
   let drained: (() => void) | undefined;
@@ -128,6 +135,15 @@ export async function startProxyServer(
         server.closeIdleConnections();
         if (inFlight === 0) done();
       });
+    },
+    setLimits(next) {
+      Object.assign(limits, next);
+      // Node reads these per connection and per request; its timer that checks the two timeouts
+      // keeps the interval set at start (at most a second, see checkingInterval).
+      server.headersTimeout = next.headersTimeoutMs;
+      server.requestTimeout = next.requestTimeoutMs;
+      server.keepAliveTimeout = next.idleTimeoutMs;
+      server.maxConnections = next.maxConnections;
     },
   };
 }

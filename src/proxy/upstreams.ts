@@ -1,6 +1,7 @@
-import type { RouteConfig, TlsClient, UpstreamProtocol } from '../config/types.js';
+import type { RouteConfig, UpstreamProtocol } from '../config/types.js';
 import { FileSet } from '../files/live-file.js';
 import { interimTolerantConnector } from '../interim-responses.js';
+import type { TlsClient } from '../tls.js';
 import { type ConnectTls, liveTlsOptions } from '../tls.js';
 import { Agent, type Dispatcher, Pool } from '../undici.js';
 import { Http2Upstream } from './http2-upstream.js';
@@ -37,8 +38,11 @@ interface RoutePool {
  * so the per-request path stays a clock comparison.
  */
 export class Upstreams {
-  /** Filled on each route's first request. */
-  readonly #byRoute = new Map<string, RoutePool>();
+  /**
+   * Filled on each route's first request. Keyed by the route object, not its name: after a reload
+   * a request still in flight on the old route must not find the pool of a new route of that name.
+   */
+  readonly #byRoute = new Map<RouteConfig, RoutePool>();
   /** Per origin, TLS settings and timeouts: routes that agree share a pool and its warm connections. */
   readonly #pools = new Map<string, RoutePool>();
   /** Per distinct TLS settings, read at start-up: a missing certificate file fails the start. */
@@ -59,7 +63,7 @@ export class Upstreams {
   }
 
   forRoute(route: RouteConfig): Dispatcher {
-    const entry = this.#byRoute.get(route.name) ?? this.#firstUse(route);
+    const entry = this.#byRoute.get(route) ?? this.#firstUse(route);
     // Without a client certificate there is nothing to re-check, and no clock to read.
     if (entry.nextCheck !== Number.POSITIVE_INFINITY && performance.now() >= entry.nextCheck)
       this.#recheck(entry);
@@ -75,6 +79,26 @@ export class Upstreams {
     return this.#passthrough;
   }
 
+  /** Before a reload: reads the routes' TLS files; throws, changing nothing, if one cannot be read. */
+  prepare(routes: readonly RouteConfig[]): void {
+    for (const route of routes) this.#tlsOf(route.tls);
+  }
+
+  /**
+   * After a reload to `routes`: pools that one of them would use are kept, with their warm
+   * connections; the others are closed, which lets their requests in flight finish first.
+   */
+  retain(routes: readonly RouteConfig[]): void {
+    const current = new Set(routes);
+    for (const route of this.#byRoute.keys()) if (!current.has(route)) this.#byRoute.delete(route);
+    const used = new Set(routes.map((route) => this.#keyOf(route).key));
+    for (const [key, entry] of this.#pools) {
+      if (used.has(key)) continue;
+      this.#pools.delete(key);
+      this.#retire(entry.pool);
+    }
+  }
+
   async close(): Promise<void> {
     this.#closing = true;
     // After the drain every client connection is gone, and with it (by abort) every upstream request.
@@ -86,8 +110,8 @@ export class Upstreams {
     await Promise.all([...all].map((d) => d.close()));
   }
 
-  /** The pool of a route's origin, made now if no route has used that origin yet. */
-  #firstUse(route: RouteConfig): RoutePool {
+  /** The pool key of a route: routes that agree on all of it share a pool. */
+  #keyOf(route: RouteConfig): { key: string; tls: LiveTls; timeouts: Timeouts } {
     const timeouts = {
       connectMs: route.connectTimeoutMs,
       responseMs: route.responseTimeoutMs,
@@ -102,6 +126,12 @@ export class Upstreams {
       timeouts.responseMs,
       timeouts.maxConnections,
     ].join('|');
+    return { key, tls, timeouts };
+  }
+
+  /** The pool of a route's origin, made now if no route has used that origin yet. */
+  #firstUse(route: RouteConfig): RoutePool {
+    const { key, tls, timeouts } = this.#keyOf(route);
     let entry = this.#pools.get(key);
     if (!entry) {
       let connect: ConnectTls;
@@ -123,7 +153,7 @@ export class Upstreams {
       if (this.#closing) entry.pool.close().catch(() => {});
       this.#pools.set(key, entry);
     }
-    this.#byRoute.set(route.name, entry);
+    this.#byRoute.set(route, entry);
     return entry;
   }
 
@@ -152,11 +182,15 @@ export class Upstreams {
     const old = entry.pool;
     entry.connect = connect;
     entry.pool = newPool(entry.origin, entry.protocol, connect, entry.timeouts);
-    // In-flight requests on the old pool finish; then it closes.
-    this.#retired.add(old);
-    old.close().then(
-      () => this.#retired.delete(old),
-      () => this.#retired.delete(old),
+    this.#retire(old);
+  }
+
+  /** In-flight requests on the pool finish; then it closes. */
+  #retire(pool: Dispatcher): void {
+    this.#retired.add(pool);
+    pool.close().then(
+      () => this.#retired.delete(pool),
+      () => this.#retired.delete(pool),
     );
   }
 }

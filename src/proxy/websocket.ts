@@ -18,6 +18,7 @@ import { type ProxyDeps, refusal, refuseUnmatched, upstreamPath } from './handle
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { endAndClose } from './raw-response.js';
 import { refusesToken } from './replay.js';
+import { assignRequestId } from './request-id.js';
 import { createRequestLog, type RequestLog } from './request-log.js';
 import { splice } from './splice.js';
 import { authority, type ParsedTarget, parseTarget, refusedSpelling } from './target.js';
@@ -56,6 +57,7 @@ export function createWebSocketHandler(
     client.on('error', () => client.destroy());
     const res = new HandedOverResponse(req, client);
     const refused = refusal(req, maxRawHeaders) ?? unmetExpectation(req) ?? bodyRefusal(req);
+    assignRequestId(req);
     if (refused) {
       ctx.log.done(req, started, 'none', sendError(res, refused));
       return;

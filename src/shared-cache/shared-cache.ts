@@ -1,6 +1,6 @@
-import type { Metrics } from '../metrics/metrics.js';
 import type { CredentialConfig, SharedCacheConfig, TokenScope } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { type FleetFetchOptions, fleetFetch, type LocalFetch } from './fleet-fetch.js';
 import { RedisStore } from './redis-store.js';
 import { Sealer } from './sealer.js';

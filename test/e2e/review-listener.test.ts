@@ -2,7 +2,8 @@
 // Issue 10, the listener findings: sockets of refused clients are closed for good (no fd kept in
 // FIN-WAIT-2), a connection limit, header lists refused whole instead of truncated, the token
 // placed first, a bounded upstream pool and replay memory, WebSocket upgrades forwarded, the host a
-// forward-mode request was routed by in the access log, and SIGHUP not killing the proxy.
+// forward-mode request was routed by in the access log, and SIGHUP not killing the proxy (it
+// reloads; test/e2e/hot-reload.test.ts covers what a reload does).
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -418,7 +419,7 @@ describe('usability findings on the listener (finding 12)', () => {
     expect(line).toMatchObject({ route: 'api', host: HOST, status: 200 });
   });
 
-  it('SIGHUP does not stop `run` (it is logged as ignored); SIGTERM then drains and flushes every log line', async () => {
+  it('SIGHUP does not stop `run` (it reloads the configuration); SIGTERM then drains and flushes every log line', async () => {
     const up = await upstream();
     const { dir, remove } = tempDir();
     cleanups.push(remove);
@@ -430,7 +431,7 @@ describe('usability findings on the listener (finding 12)', () => {
     });
     const run = await startRun(path, { env: { LISTENER_SECRET: 'listener-secret-77aa01' } });
     run.proc.signal('SIGHUP');
-    await run.proc.waitForEvent('signal_ignored');
+    await run.proc.waitForEvent('config_reloaded');
     const res = await plainRequest(run.proxyUrl, '/after-hup', { headers: { host: HOST } });
     expect(res.status).toBe(200);
     expect(run.proc.running).toBe(true);

@@ -85,6 +85,7 @@ describe('request lines this HTTP/1 listener does not accept', () => {
     expect(bodyOf(reply)).toEqual({
       error: 'bad_request',
       detail: `HTTP/${version} is not spoken on this listener; use HTTP/1.1`,
+      request_id: expect.any(String),
     });
     expect(stack.upstream.requests.length).toBe(before);
   });
@@ -102,7 +103,11 @@ describe('request lines this HTTP/1 listener does not accept', () => {
       const before = stack.upstream.requests.length;
       const res = await plainRequest(proxy.url, target, { headers: { host: 'orders.test' } });
       expect(res.status).toBe(400);
-      expect(res.json()).toEqual({ error: 'bad_request', detail: 'request target names port 0' });
+      expect(res.json()).toEqual({
+        error: 'bad_request',
+        detail: 'request target names port 0',
+        request_id: expect.any(String),
+      });
       expect(stack.upstream.requests.length).toBe(before);
     },
   );

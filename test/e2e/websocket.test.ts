@@ -301,8 +301,12 @@ describe('an upgrade that gets no 101', () => {
       credential: 'broken',
       route: 'broken',
     });
-    // The same request without Upgrade gets the same answer.
-    const plain = await request(`${proxy.url}/no-token`, { headers: { host: 'broken.test' } });
+    // The same request without Upgrade (and with the same request ID) gets the same answer.
+    const id = JSON.parse(answer.body).request_id as string;
+    expect(answer.headers['x-request-id']).toBe(id);
+    const plain = await request(`${proxy.url}/no-token`, {
+      headers: { host: 'broken.test', 'x-request-id': id },
+    });
     expect(plain.statusCode).toBe(answer.status);
     expect(await plain.body.json()).toEqual(JSON.parse(answer.body));
     expect(up.handshakes.length).toBe(before);
