@@ -119,6 +119,18 @@ export class Checker {
     return value;
   }
 
+  /** An entry of a list or of named entries (`routes[0]`, `credentials.x`): a mapping, or undefined with a problem. */
+  entry(value: unknown, path: string): Obj | undefined {
+    if (isMapping(value)) return value;
+    this.add(
+      path,
+      value === null || value === undefined
+        ? 'must be a mapping'
+        : `must be a mapping, got ${describe(value)}`,
+    );
+    return undefined;
+  }
+
   /** One value read with `schema`: its output, or its default (undefined if none) after a problem. */
   value<T extends z.ZodType>(
     schema: T,

@@ -13,8 +13,8 @@ export const SCHEMA_ID = 'urn:token-injector:config';
  */
 export function configJsonSchema(): string {
   const schema = z.toJSONSchema(ConfigFile, { target: 'draft-2020-12', io: 'input' });
-  splitTypeLists(schema);
-  allowNull(schema);
+  eachObject(schema, splitTypeLists);
+  eachObject(schema, allowNull);
   const { $schema, ...rest } = schema;
   return `${JSON.stringify({ $schema, $id: SCHEMA_ID, ...rest }, null, 2)}\n`;
 }
@@ -23,14 +23,7 @@ export function configJsonSchema(): string {
  * `type: [string, number]` is valid JSON Schema, but strict validators (ajv's default) want each
  * type in a branch of its own.
  */
-function splitTypeLists(node: unknown): void {
-  if (Array.isArray(node)) {
-    for (const item of node) splitTypeLists(item);
-    return;
-  }
-  if (node === null || typeof node !== 'object') return;
-  const obj = node as Record<string, unknown>;
-  for (const value of Object.values(obj)) splitTypeLists(value);
+function splitTypeLists(obj: Record<string, unknown>): void {
   if (Array.isArray(obj['type'])) {
     obj['anyOf'] = obj['type'].map((type) => ({ type }));
     delete obj['type'];
@@ -41,14 +34,7 @@ function splitTypeLists(node: unknown): void {
  * `key:` with nothing after it is null in YAML, and the validator reads it as an absent key: so
  * every optional key may be null here too. What editors show (description, default) stays on top.
  */
-function allowNull(node: unknown): void {
-  if (Array.isArray(node)) {
-    for (const item of node) allowNull(item);
-    return;
-  }
-  if (node === null || typeof node !== 'object') return;
-  const obj = node as Record<string, unknown>;
-  for (const value of Object.values(obj)) allowNull(value);
+function allowNull(obj: Record<string, unknown>): void {
   const properties = obj['properties'] as Record<string, unknown> | undefined;
   if (obj['type'] !== 'object' || !properties) return;
   const required = (obj['required'] as string[] | undefined) ?? [];
@@ -62,4 +48,16 @@ function allowNull(node: unknown): void {
       anyOf: [rest, { type: 'null' }],
     };
   }
+}
+
+/** Calls `visit` on every object in `node`, innermost first, so a visit may replace its children. */
+function eachObject(node: unknown, visit: (obj: Record<string, unknown>) => void): void {
+  if (Array.isArray(node)) {
+    for (const item of node) eachObject(item, visit);
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  const obj = node as Record<string, unknown>;
+  for (const value of Object.values(obj)) eachObject(value, visit);
+  visit(obj);
 }

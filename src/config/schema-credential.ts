@@ -8,16 +8,17 @@ import { z } from 'zod';
 import { SIGNING_ALGS } from '../jwt/signing-key.js';
 import {
   absoluteUri,
+  anyOf,
   choice,
   count,
+  DOC,
   describe,
   duration,
   filePath,
   flag,
   fraction,
-  HEADER_NAME,
+  headerName,
   httpUrl,
-  matching,
   says,
   size,
   text,
@@ -29,11 +30,14 @@ import {
 
 /** `tls: {ca_file, cert_file, key_file}`: extra trust and an optional client certificate. */
 export const TlsFiles = z.strictObject({
-  ca_file: filePath().optional().meta({ description: 'Extra CA (PEM) trusted besides the public roots.' }),
-  cert_file: filePath()
+  ca_file: filePath()
     .optional()
-    .meta({ description: 'A client certificate (PEM), e.g. for RFC 8705 mutual TLS; with key_file.' }),
-  key_file: filePath().optional().meta({ description: 'The private key (PEM) of cert_file.' }),
+    .meta({ description: 'A PEM file of extra CAs trusted, in addition to the public roots.' }),
+  cert_file: filePath().optional().meta({
+    description:
+      'A PEM client certificate, presented with `key_file` (both or neither): mutual TLS, e.g. for certificate-bound tokens (RFC 8705).',
+  }),
+  key_file: filePath().optional().meta({ description: 'The PEM private key (unencrypted) of `cert_file`.' }),
 });
 export const TlsClientFiles = TlsFiles.prefault({}).meta({
   dependentRequired: { cert_file: ['key_file'], key_file: ['cert_file'] },
@@ -62,27 +66,46 @@ function tokenType() {
       });
       return z.NEVER;
     })
-    .meta({ description: `A token type URI, or one of ${Object.keys(TOKEN_TYPES).join(', ')}.` });
+    .register(DOC, {
+      type: `token type: ${Object.keys(TOKEN_TYPES)
+        .map((t) => `\`${t}\``)
+        .join(', ')} or a URI`,
+    })
+    .meta({
+      description: `A token type (RFC 8693 §3): a URI, or one of ${Object.keys(TOKEN_TYPES).join(', ')} (short for urn:ietf:params:oauth:token-type:…).`,
+    });
 }
 
 const signingAlg = () =>
-  choice(SIGNING_ALGS as unknown as readonly [string, ...string[]]).meta({
-    description: 'Inferred from the key when omitted.',
-  });
+  choice(SIGNING_ALGS as unknown as readonly [string, ...string[]])
+    .register(DOC, { type: anyOf(SIGNING_ALGS), absent: 'from the key' })
+    .meta({
+      description:
+        'The JWS algorithm; it must fit the key. Without it: `RS256` for RSA, `PS256` for RSA-PSS, `ES256`/`ES384`/`ES512` for EC P-256/P-384/P-521, `EdDSA` for Ed25519.',
+    });
 
 const SignInput = z.strictObject({
-  source: z.literal('sign').meta({ description: 'Signed by token-injector with private_key_file.' }),
-  private_key_file: filePath().meta({ description: 'PEM (PKCS#8, PKCS#1, SEC1) or JWK JSON.' }),
+  source: z.literal('sign').meta({ description: 'A JWT token-injector signs for each token request.' }),
+  private_key_file: filePath().meta({
+    description:
+      "The signing key, as the credential's `private_key_file`: PEM (PKCS#8, PKCS#1, SEC1) or JWK JSON.",
+  }),
   signing_alg: signingAlg().optional(),
-  key_id: text().optional().meta({ description: 'The `kid` header.' }),
-  certificate_file: filePath().optional().meta({ description: 'Adds x5t#S256 to the header.' }),
+  key_id: text().optional().meta({ description: '`kid` in the JWT header.' }),
+  certificate_file: filePath()
+    .optional()
+    .meta({ description: "The key's certificate; adds `x5t#S256` to the JWT header." }),
   issuer: text().meta({ description: 'The `iss` claim.' }),
-  subject: text().meta({ description: 'The `sub` claim.' }),
-  audience: text().optional().meta({ description: 'Default: the token endpoint URL.' }),
+  subject: text().meta({ description: 'The `sub` claim: the user or service the token is for.' }),
+  audience: text()
+    .register(DOC, { type: 'string', absent: 'the token endpoint URL' })
+    .optional()
+    .meta({ description: 'The `aud` claim; by default the URL the request goes to.' }),
   lifetime: duration()
     .refine((ms) => ms >= 1000, 'must be at least 1s')
     .prefault('5m')
-    .meta({ description: 'Of each assertion signed (`exp`).' }),
+    .register(DOC, { type: 'duration, at least 1s' })
+    .meta({ description: 'From `iat` to `exp` of each assertion signed.' }),
   claims: verbatim(
     z.record(
       z.string(),
@@ -91,26 +114,36 @@ const SignInput = z.strictObject({
     ),
   )
     .optional()
-    .meta({ description: 'Extra claims, written into the JWT as they are.' }),
+    .meta({
+      description:
+        "Extra claims, e.g. `{tenant: acme}`, written into the JWT as they are; `iss`, `sub`, `aud`, `iat`, `nbf`, `exp` and `jti` are always token-injector's.",
+    }),
 });
 const FileInput = z.strictObject({
-  source: z.literal('file').meta({ description: 'Read from a file.' }),
-  path: filePath().meta({ description: 'Re-read at every token request.' }),
+  source: z.literal('file').meta({ description: 'A file read at each token request.' }),
+  path: filePath().meta({
+    description: 'The file; it must be readable at start. Read again, and trimmed, at each token request.',
+  }),
 });
 const HeaderInput = z.strictObject({
   source: z.literal('request_header').meta({
-    description: 'Taken from each request (and removed before forwarding); tokens are cached per value.',
+    description:
+      'A value the app sends with each request (removed before forwarding); tokens are cached per value.',
   }),
-  header: matching(HEADER_NAME, (v) => `"${String(v)}" is not a valid header name`).meta({
-    description: 'The request header holding it.',
+  header: headerName().meta({
+    description: 'The request header that carries the value; it is removed before the request is forwarded.',
   }),
-  max_entries: count('must be a positive integer')
-    .prefault(10_000)
-    .meta({ description: 'Bounded cache of tokens per header value.' }),
+  max_entries: count('must be a positive integer').prefault(10_000).meta({
+    description:
+      'How many tokens (one per distinct value) are kept; the least recently used one is dropped first.',
+  }),
 });
 const CredentialInput = z.strictObject({
-  source: z.literal('credential').meta({ description: "Another credential's token." }),
-  credential: text().meta({ description: 'The name of that credential.' }),
+  source: z.literal('credential').meta({ description: 'The current token of another credential.' }),
+  credential: text().meta({
+    description:
+      'The name of another credential whose token is used; credentials must not depend on each other in a cycle.',
+  }),
 });
 
 const EVERY_INPUT = [SignInput, FileInput, HeaderInput, CredentialInput];
@@ -118,7 +151,10 @@ const EVERY_INPUT = [SignInput, FileInput, HeaderInput, CredentialInput];
 const Assertion = variants('source', [SignInput, FileInput, HeaderInput], EVERY_INPUT);
 /** `subject_token` and `actor_token` of a token exchange (RFC 8693 §2.1), with their type. */
 const exchangeInput = () => {
-  const type = tokenType();
+  const type = tokenType().meta({
+    description:
+      "`subject_token` and `actor_token` only: the token's type (RFC 8693 §3), sent as `subject_token_type` or `actor_token_type`.",
+  });
   return variants(
     'source',
     [FileInput.extend({ type }), HeaderInput.extend({ type }), CredentialInput.extend({ type })],
@@ -241,52 +277,84 @@ export const Credential = z
     }),
     grant_type: GRANT_TYPE.meta({
       description:
-        'client_credentials (RFC 6749 §4.4), password (§4.3), jwt_bearer (RFC 7523), saml2_bearer (RFC 7522) or token_exchange (RFC 8693).',
+        'How the token is obtained: client_credentials (RFC 6749 §4.4), password (§4.3), jwt_bearer (RFC 7523), saml2_bearer (RFC 7522) or token_exchange (RFC 8693).',
     }),
     client_id: text().meta({ description: 'The client identifier issued by the authorization server.' }),
     auth_method: AUTH_METHOD.prefault('client_secret_basic').meta({
-      description: 'How the client authenticates to the token endpoint (RFC 6749 §2.3, RFC 7523, RFC 8705).',
-    }),
-    client_secret: text({ empty: false }).optional().meta({
       description:
-        'client_secret_basic, client_secret_post and client_secret_jwt. Keep it out of the file: ${env:NAME} or ${file:PATH} (re-read when the file changes).',
+        'How the client authenticates to the token endpoint (RFC 6749 §2.3, RFC 7523, RFC 8705); `none` is refused with `client_credentials`.',
     }),
+    client_secret: text({ empty: false })
+      .register(DOC, { type: 'string, not empty', absent: 'required' })
+      .optional()
+      .meta({
+        description:
+          "The client's secret. Keep it out of the file: `${env:NAME}` or `${file:PATH}` (a whole `${file:PATH}` is re-read when the file changes); written inline it works but `validate` warns.",
+      }),
     private_key_file: filePath()
+      .register(DOC, { type: 'file path', absent: 'this or `client_assertion_file`' })
       .optional()
-      .meta({ description: 'private_key_jwt: the key we sign client assertions with (PEM or JWK JSON).' }),
+      .meta({
+        description:
+          'The private key client assertions are signed with: PEM (PKCS#8, PKCS#1 RSA, SEC1 EC) or a JWK with `d`; encrypted keys are refused. Parsed at start.',
+      }),
     signing_alg: signingAlg().optional(),
-    key_id: text().optional().meta({ description: 'private_key_jwt: the `kid` header.' }),
-    certificate_file: filePath()
+    key_id: text()
       .optional()
-      .meta({ description: 'private_key_jwt: the certificate of the key, for x5t#S256.' }),
-    client_assertion_file: filePath().optional().meta({
+      .meta({ description: 'Written as `kid` in the JWT header (with `private_key_file`).' }),
+    certificate_file: filePath().optional().meta({
       description:
-        'private_key_jwt: a ready assertion, read at every token request (e.g. a projected service-account token).',
+        "The key's PEM certificate (with `private_key_file`), checked against the key at start; adds its SHA-256 thumbprint as `x5t#S256` to the JWT header.",
     }),
-    assertion_audience: text().optional().meta({
-      description:
-        "The client assertion's aud (private_key_jwt, client_secret_jwt). Default: the token endpoint URL.",
-    }),
-    mtls_token_endpoint: httpUrl({ query: true })
+    client_assertion_file: filePath()
+      .register(DOC, { type: 'file path', absent: 'this or `private_key_file`' })
       .optional()
-      .meta({ description: "The provider's mTLS alias of the token endpoint (RFC 8705 §5)." }),
-    username: text().optional().meta({ description: 'grant_type password.' }),
-    password: text().optional().meta({ description: 'grant_type password; keep it out of the file.' }),
+      .meta({
+        description:
+          'A file holding a ready client assertion, e.g. a projected service-account token; sent as-is (whitespace trimmed), read at start and at every token request. Excludes `private_key_file`, `signing_alg`, `key_id` and `certificate_file`; `assertion_audience` does not apply to it.',
+      }),
+    assertion_audience: text()
+      .register(DOC, { type: 'string', absent: 'the token endpoint URL' })
+      .optional()
+      .meta({
+        description:
+          'The `aud` of the client assertions token-injector signs; by default the URL the request goes to. Some providers want their issuer instead.',
+      }),
+    mtls_token_endpoint: httpUrl({ query: true }).optional().meta({
+      description:
+        "The server's mTLS alias of the token endpoint (RFC 8705 §5, `mtls_endpoint_aliases`); token requests go there instead of `token_endpoint`.",
+    }),
+    username: text()
+      .register(DOC, { type: 'string', absent: 'required' })
+      .optional()
+      .meta({ description: "The resource owner's user name." }),
+    password: text().register(DOC, { type: 'string', absent: 'required' }).optional().meta({
+      description: "The resource owner's password. Keep it out of the file: `${env:NAME}` or `${file:PATH}`.",
+    }),
     assertion: Assertion.optional().meta({
-      description: 'jwt_bearer and saml2_bearer: where the assertion comes from.',
+      description:
+        'Where the assertion comes from: `source` `sign` (`jwt_bearer` only), `file` or `request_header`.',
     }),
-    subject_token: exchangeInput()
+    subject_token: exchangeInput().optional().meta({
+      description:
+        'The token to exchange: `source` `file`, `request_header` or `credential`, and its `type`.',
+    }),
+    actor_token: exchangeInput().optional().meta({
+      description: 'The token of the party that acts (RFC 8693 §1.1); same keys as `subject_token`.',
+    }),
+    requested_token_type: tokenType()
       .optional()
-      .meta({ description: 'token_exchange: where the subject token comes from, and its type.' }),
-    actor_token: exchangeInput()
+      .meta({ description: 'A token type (short name or URI, as `type`), sent as `requested_token_type`.' }),
+    scope: words().optional().meta({
+      description:
+        'A list (`[a, b]`) or one space-separated string; sent as `scope`. A route may override it.',
+    }),
+    audience: text()
       .optional()
-      .meta({ description: 'token_exchange: where the actor token comes from, and its type.' }),
-    requested_token_type: tokenType().optional(),
-    scope: words().optional().meta({ description: 'A list, or one space-separated string.' }),
-    audience: text().optional().meta({ description: 'Sent as-is (Auth0 style).' }),
+      .meta({ description: 'Sent as-is as `audience` (Auth0, RFC 8693). A route may override it.' }),
     resource: absoluteUri('must be an absolute URI (RFC 8707 §2)')
       .optional()
-      .meta({ description: 'RFC 8707 resource indicator.' }),
+      .meta({ description: 'An RFC 8707 resource indicator, sent as `resource`. A route may override it.' }),
     params: textMap()
       .superRefine((params, ctx) => {
         for (const key of Object.keys(params)) {
@@ -301,44 +369,60 @@ export const Credential = z
       })
       .prefault({})
       .meta({
-        description: 'Extra form fields of the token request, e.g. {tenant: acme}.',
+        description: `Extra form fields of the token request, e.g. \`{tenant: acme}\`. Fields token-injector sets itself are refused here, use their own keys: ${anyOf([...RESERVED_PARAMS])}.`,
         propertyNames: { not: { enum: [...RESERVED_PARAMS] } },
       }),
     prefetch: flag().prefault(false).meta({
-      description: 'Fetch a token at start and keep it fresh even unused; /readyz waits for it.',
+      description:
+        'Fetch a token at start (retrying with backoff until it succeeds) and keep it fresh even while no request uses it; `/readyz` is 503 until it holds one. Refused when the token depends on each request (`source: request_header`).',
     }),
-    timeout: duration({ positive: true }).prefault('10s').meta({ description: 'The whole token request.' }),
+    timeout: duration({ positive: true })
+      .prefault('10s')
+      .meta({ description: 'Bound on the whole token request: connect, send, headers and body.' }),
     refresh_ahead: fraction(0, 1, true, 'must be a fraction of the token lifetime between 0 and 1, e.g. 0.8')
       .prefault(0.8)
-      .meta({ description: 'Refresh in the background after this fraction of the lifetime, if used.' }),
+      .meta({
+        description:
+          "Fraction of a token's lifetime after which it is refreshed in the background (less a little random jitter, so replicas spread out), if a request used it since it came or the credential has `prefetch`; an idle token is renewed by the next request.",
+      }),
     tls: TlsClientFiles.meta({
-      description: 'Extra trust and a client certificate towards the token endpoint.',
+      description:
+        'Extra trust and a client certificate towards the token endpoint, read at start. The certificate is required with `tls_client_auth` and `self_signed_tls_client_auth`; with another method it lets the server bind tokens to it (RFC 8705 §3). Certificate and key are re-read when they change.',
     }),
     allow_insecure_http: flag().prefault(false).meta({
-      description: 'http:// to a host other than loopback sends secrets unencrypted: refused unless true.',
+      description:
+        'Allow an `http://` `token_endpoint` (or `mtls_token_endpoint`) on a host beyond loopback; without it such a configuration is refused, since secrets would cross the network unencrypted.',
     }),
     connect_timeout: duration({ positive: true })
       .prefault('5s')
-      .meta({ description: 'To open a connection to the token endpoint, within timeout.' }),
+      .meta({ description: 'Time allowed to open a connection to the token endpoint, within `timeout`.' }),
     max_response_size: size({ bytes: 256, why: 'must be at least 256 bytes' })
       .prefault('64KiB')
-      .meta({ description: 'Larger token responses are refused.' }),
+      .meta({ description: 'Token responses larger than this are refused (`token_response_invalid`).' }),
     default_lifetime: duration({ positive: true })
       .prefault('5m')
-      .meta({ description: 'When the response has no expires_in.' }),
-    max_lifetime: duration({ positive: true })
-      .prefault('24h')
-      .meta({ description: 'Longer expires_in values are cut to this.' }),
+      .meta({ description: 'Lifetime of a token whose response has no `expires_in`.' }),
+    max_lifetime: duration({ positive: true }).prefault('24h').meta({
+      description:
+        'Longer `expires_in` values are cut to this, so a token is re-fetched at least this often.',
+    }),
     token_types: words()
       .transform((types) => types.map((t) => t.toLowerCase()))
       .prefault([])
-      .meta({ description: 'token_type values accepted besides Bearer, e.g. [DPoP].' }),
+      .meta({
+        description:
+          '`token_type` values accepted besides `Bearer` (any letter case), e.g. `[DPoP]`; others are refused.',
+      }),
     retry: z
       .strictObject({
-        initial_backoff: duration({ positive: true })
-          .prefault('250ms')
-          .meta({ description: 'The first wait; it doubles, with jitter.' }),
-        max_backoff: duration({ positive: true }).prefault('30s').meta({ description: 'The longest wait.' }),
+        initial_backoff: duration({ positive: true }).prefault('250ms').meta({
+          description:
+            'First delay between attempts after a transient failure (connection error, 5xx, 429 whatever its body); it doubles with jitter up to `retry.max_backoff`, and `Retry-After` is honoured. Also the first hold of a new token an upstream refused too (see "Upstream 401" under Behaviour).',
+        }),
+        max_backoff: duration({ positive: true }).prefault('30s').meta({
+          description:
+            'Longest delay between attempts, and between probes of an endpoint that keeps failing.',
+        }),
       })
       .prefault({})
       .meta({

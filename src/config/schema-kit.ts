@@ -30,6 +30,18 @@ export function describe(value: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
+/**
+ * How the README's key reference (reference.ts) reads a value: editors get the JSON Schema, people
+ * reading the README get words. Kept in a registry of its own so config.schema.json is unchanged.
+ */
+export interface Doc {
+  /** The kind of value, e.g. "duration (500ms, 30s, 5m)". */
+  type?: string;
+  /** What an optional key without a default stands for when absent, e.g. "the token endpoint URL". */
+  absent?: string;
+}
+export const DOC = z.registry<Doc>();
+
 export type Why = (input: unknown) => string;
 /** One message for a schema and each of its checks: zod's own wording never reaches the user. */
 export const says = (why: Why) => ({ error: (issue: { input?: unknown }) => why(issue.input) });
@@ -69,7 +81,15 @@ export function matching(re: RegExp, why: string | Why) {
   return z
     .string(says((v) => `must be a string, got ${describe(v)}`))
     .regex(re, says(typeof why === 'string' ? () => why : why))
-    .meta({ pattern: `${re.source}|${REFERENCE.source}` });
+    .meta({ pattern: `${re.source}|${REFERENCE.source}` })
+    .register(DOC, { type: 'string' });
+}
+
+/** An HTTP field name (a request header to read, or the one a token is written to). */
+export function headerName() {
+  return matching(HEADER_NAME, (v) => `"${String(v)}" is not a valid header name`).register(DOC, {
+    type: 'header name',
+  });
 }
 
 /**
@@ -85,19 +105,24 @@ function reference() {
 export function text(opts: { empty: boolean } = { empty: true }) {
   const why: Why = (v) => `must be a string, got ${describe(v)}`;
   const string = opts.empty ? z.string() : z.string().min(1, 'must not be empty');
-  return z.union([string, z.number(), z.boolean()], says(why)).transform(String);
+  return z
+    .union([string, z.number(), z.boolean()], says(why))
+    .transform(String)
+    .register(DOC, { type: 'string' });
 }
 
 export function flag() {
   const why: Why = (v) => `must be true or false, got ${describe(v)}`;
-  return interpolable(z.boolean(says(why)), BOOLEAN, (s) => s === 'true', why);
+  return interpolable(z.boolean(says(why)), BOOLEAN, (s) => s === 'true', why).register(DOC, {
+    type: '`true` or `false`',
+  });
 }
 
 export function whole(min: number, max: number) {
   const why: Why = (v) => `must be a whole number from ${min} to ${max}, got ${describe(v)}`;
   const n = z.number(says(why)).int(says(why)).min(min, says(why)).max(max, says(why));
   // Digits in quotes have always been read as the number.
-  return interpolable(n, WHOLE, Number, why, true);
+  return interpolable(n, WHOLE, Number, why, true).register(DOC, { type: `whole number, ${min} to ${max}` });
 }
 
 /** A whole number from 1 up, e.g. a count of entries. */
@@ -106,7 +131,7 @@ export function count(why: string) {
     .number(says(() => why))
     .int(why)
     .min(1, why);
-  return interpolable(n, WHOLE, Number, () => why);
+  return interpolable(n, WHOLE, Number, () => why).register(DOC, { type: 'whole number, 1 or more' });
 }
 
 /** A number in `min`..`max` (bounds excluded when `exclusive`), e.g. a fraction of a lifetime. */
@@ -120,7 +145,8 @@ export function fraction(min: number, max: number, exclusive: boolean, why: stri
         .number(says(() => why))
         .gte(min, why)
         .lte(max, why);
-  return interpolable(n, DECIMAL, Number, () => why);
+  const range = exclusive ? `between ${min} and ${max}, both excluded` : `from ${min} to ${max}`;
+  return interpolable(n, DECIMAL, Number, () => why).register(DOC, { type: `number ${range}` });
 }
 
 /** One of `choices`, e.g. an enum of methods. */
@@ -129,7 +155,7 @@ export function choice<const T extends readonly [string, ...string[]]>(choices: 
     v !== null && typeof v === 'object'
       ? `must be a string, got ${describe(v)}`
       : `must be one of ${choices.join(', ')}, got "${String(v)}"`;
-  return z.union([z.enum(choices), reference()], says(why));
+  return z.union([z.enum(choices), reference()], says(why)).register(DOC, { type: anyOf(choices) });
 }
 
 /**
@@ -151,7 +177,9 @@ export function duration(opts: { positive: boolean } = { positive: false }) {
       says(why),
     )
     .transform((v) => parseDuration(v)!);
-  return opts.positive ? parsed.refine((ms) => ms > 0, 'must be greater than 0') : parsed;
+  return (opts.positive ? parsed.refine((ms) => ms > 0, 'must be greater than 0') : parsed).register(DOC, {
+    type: opts.positive ? 'duration above 0 (500ms, 30s, 5m)' : 'duration (500ms, 30s, 5m)',
+  });
 }
 
 /** A size: `512`, `64KiB`, `10MB` (KB = 1000, KiB = 1024); read as bytes (units.ts). */
@@ -170,7 +198,9 @@ export function size(least?: { bytes: number; why: string }) {
       says(why),
     )
     .transform((v) => parseSize(v)!);
-  return least ? parsed.refine((n) => n >= least.bytes, least.why) : parsed;
+  return (least ? parsed.refine((n) => n >= least.bytes, least.why) : parsed).register(DOC, {
+    type: `size (512, 64KiB, 10MB)${least ? `, ${least.why.replace(/^must be /, '')}` : ''}`,
+  });
 }
 
 /** A list of strings, or one string split on spaces (OAuth's scope syntax, RFC 6749 §3.3). */
@@ -183,16 +213,19 @@ export function words(spelled?: { item: string; minItems: number }) {
   const list = spelled ? z.array(item).meta({ minItems: spelled.minItems }) : z.array(item);
   return z
     .union([list, item], says(why))
-    .transform((v) => (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(' ').filter(Boolean)));
+    .transform((v) => (Array.isArray(v) ? v : [v]).flatMap((s) => s.split(' ').filter(Boolean)))
+    .register(DOC, { type: 'list, or one space-separated string' });
 }
 
 /** A mapping of text values (numbers and booleans are taken as their text). */
 export function textMap() {
-  return z.record(
-    z.string(),
-    text(),
-    says((v) => `must be a mapping, got ${describe(v)}`),
-  );
+  return z
+    .record(
+      z.string(),
+      text(),
+      says((v) => `must be a mapping, got ${describe(v)}`),
+    )
+    .register(DOC, { type: 'mapping of strings' });
 }
 
 /** An http(s) URL without user info or fragment; `query: false` also refuses a query string. */
@@ -219,17 +252,22 @@ export function httpUrl(opts: { query: boolean }) {
       if (!opts.query && url.search) return refuse('must not contain a query string');
       return url;
     })
-    .meta({ pattern: `^[hH][tT][tT][pP][sS]?://|${REFERENCE.source}` });
+    .meta({ pattern: `^[hH][tT][tT][pP][sS]?://|${REFERENCE.source}` })
+    .register(DOC, {
+      type: opts.query ? 'URL, `http://` or `https://`' : 'URL, `http://` or `https://`, no query',
+    });
 }
 
 /** An absolute URI (RFC 3986 §4.3), e.g. an RFC 8707 resource indicator. */
 export function absoluteUri(why: string) {
-  return text().refine((s) => URL.canParse(s), why);
+  return text()
+    .refine((s) => URL.canParse(s), why)
+    .register(DOC, { type: 'absolute URI' });
 }
 
 /** A file path, read at load time by the semantic pass (checker.ts `file`). */
 export function filePath() {
-  return text();
+  return text().register(DOC, { type: 'file path' });
 }
 
 /**
@@ -247,9 +285,16 @@ export function variants<const O extends readonly [z.ZodObject, ...z.ZodObject[]
     options as unknown as [z.ZodObject, ...z.ZodObject[]],
   ) as unknown as z.ZodDiscriminatedUnion<O>;
   VARIANT_KEYS.set(union, [...new Set([...options, ...others].flatMap((o) => Object.keys(o.shape)))]);
+  DOC.add(union, { type: `mapping, by \`${key}\`` });
   return union;
 }
 export const VARIANT_KEYS = new WeakMap<z.ZodType, readonly string[]>();
+
+/** "`a`, `b` or `c`": allowed values as the README lists them. */
+export function anyOf(values: readonly string[]): string {
+  const quoted = values.map((v) => `\`${v}\``);
+  return quoted.length < 2 ? quoted.join('') : `${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1)}`;
+}
 
 /** Free-form content passed on as written, `${…}` included (JWT claims). */
 export const VERBATIM = new WeakSet<z.ZodType>();

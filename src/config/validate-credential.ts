@@ -9,7 +9,7 @@ import {
 import { type Checker, type Fields, isMapping, join } from './checker.js';
 import { insecureHttp, tlsClient } from './rules.js';
 import { AUTH_KEYS, Credential, GRANT_KEYS } from './schema-credential.js';
-import { describe, NAME } from './schema-kit.js';
+import { NAME } from './schema-kit.js';
 import type {
   ClientAuthConfig,
   ClientAuthMethod,
@@ -22,19 +22,12 @@ import type {
 type Obj = Record<string, unknown>;
 type CredentialFields = Fields<typeof Credential>;
 
-export function credential(c: Checker, name: string, value: unknown): CredentialConfig | undefined {
+export function credential(c: Checker, name: string, raw: unknown): CredentialConfig | undefined {
   const path = join('credentials', name);
   const before = c.problems.length;
   if (!NAME.test(name)) c.add(path, 'a credential name may hold only letters, digits, ".", "_" and "-"');
-  if (!isMapping(value)) {
-    c.add(
-      path,
-      value === null || value === undefined
-        ? 'must be a mapping'
-        : `must be a mapping, got ${describe(value)}`,
-    );
-    return undefined;
-  }
+  const value = c.entry(raw, path);
+  if (!value) return undefined;
   const f = c.fields(Credential, value, path);
   const grantType = f.grant_type;
   // A mistyped method or grant is reported once; checks that depend on it would only add noise.

@@ -118,17 +118,10 @@ export function validateConfig(
   return { config, problems: [] };
 }
 
-function route(c: Checker, i: number, value: unknown, credentials: Obj): RouteConfig | undefined {
+function route(c: Checker, i: number, raw: unknown, credentials: Obj): RouteConfig | undefined {
   const path = `routes[${i}]`;
-  if (!isMapping(value)) {
-    c.add(
-      path,
-      value === null || value === undefined
-        ? 'must be a mapping'
-        : `must be a mapping, got ${describe(value)}`,
-    );
-    return undefined;
-  }
+  const value = c.entry(raw, path);
+  if (!value) return undefined;
   const before = c.problems.length;
   const r = c.fields(Route, value, path);
   const { name, match, upstream, credential } = r;

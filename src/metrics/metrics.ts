@@ -98,32 +98,24 @@ export class Metrics {
     help: "Each credential's state: 1 for the current one, 0 for the others (fresh, refreshing, stale, failing, expired, empty, per_request).",
     labelNames: ['credential', 'state'] as const,
     registers: [this.registry],
-    collect: () => {
-      const gauge = this.credentialState;
-      gauge.reset();
-      const c = this.#credentials;
-      if (c === undefined) return;
-      for (const credential of c.names()) {
+    collect: () =>
+      this.#eachCredential(this.credentialState, (c, credential) => {
         const current = c.state(credential);
-        for (const state of CREDENTIAL_STATES) gauge.set({ credential, state }, state === current ? 1 : 0);
-      }
-    },
+        for (const state of CREDENTIAL_STATES) {
+          this.credentialState.set({ credential, state }, state === current ? 1 : 0);
+        }
+      }),
   });
   readonly credentialLastError: Gauge<'credential' | 'code'> = new Gauge({
     name: `${PREFIX}credential_last_error`,
     help: "The error code of a credential's last failed token request, 1 while it has not succeeded since.",
     labelNames: ['credential', 'code'] as const,
     registers: [this.registry],
-    collect: () => {
-      const gauge = this.credentialLastError;
-      gauge.reset();
-      const c = this.#credentials;
-      if (c === undefined) return;
-      for (const credential of c.names()) {
+    collect: () =>
+      this.#eachCredential(this.credentialLastError, (c, credential) => {
         const code = c.lastErrorCode(credential);
-        if (code !== undefined) gauge.set({ credential, code }, 1);
-      }
-    },
+        if (code !== undefined) this.credentialLastError.set({ credential, code }, 1);
+      }),
   });
   readonly proxiedRequests = new BatchedCounter({
     name: `${PREFIX}proxied_requests_total`,
@@ -233,13 +225,21 @@ export class Metrics {
     gauge: Gauge<'credential'>,
     value: (c: CredentialReadings, name: string) => number | undefined,
   ): void {
+    this.#eachCredential(gauge, (c, credential) => {
+      const v = value(c, credential);
+      if (v !== undefined) gauge.set({ credential }, v);
+    });
+  }
+
+  /** Refills `gauge` at a scrape: emptied, then `fill` once a credential (none before observeCredentials). */
+  #eachCredential<L extends string>(
+    gauge: Gauge<L>,
+    fill: (c: CredentialReadings, credential: string) => void,
+  ): void {
     gauge.reset();
     const c = this.#credentials;
     if (c === undefined) return;
-    for (const credential of c.names()) {
-      const v = value(c, credential);
-      if (v !== undefined) gauge.set({ credential }, v);
-    }
+    for (const credential of c.names()) fill(c, credential);
   }
 }
 

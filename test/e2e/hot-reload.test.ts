@@ -6,11 +6,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
-import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningInjector, startTokenInjector } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
-import { nextArrival } from '../support/arrivals.js';
+import { nextArrival, queue } from '../support/arrivals.js';
 import {
   type AuthServer,
   BASIC_CLIENT,
@@ -21,7 +19,7 @@ import {
 import { tempDir, writeConfig } from '../support/cli-process.js';
 import { type FakeTokenEndpoint, startFakeTokenEndpoint } from '../support/fake-token-endpoint.js';
 import { plainRequest } from '../support/http-client.js';
-import { recordLog } from '../support/leak-watch.js';
+import { startLoaded, type TestInjector } from '../support/injector.js';
 import { credentialFor, type Stack, startStack } from '../support/stack.js';
 
 let stack: Stack;
@@ -41,12 +39,8 @@ afterAll(async () => {
   await stack?.close();
 });
 
-interface FileInjector {
-  readonly injector: RunningInjector;
+interface FileInjector extends TestInjector {
   readonly path: string;
-  readonly url: string;
-  readonly adminUrl: string;
-  readonly logs: Record<string, unknown>[];
   /** Writes the configuration file (a plain object, as YAML gives it). */
   write(config: Record<string, unknown>): void;
 }
@@ -62,33 +56,12 @@ async function startFromFile(config: Record<string, unknown>): Promise<FileInjec
       ...c,
     });
   const path = write(config);
-  const logs: Record<string, unknown>[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, done) {
-      for (const line of String(chunk).split('\n')) {
-        if (!line) continue;
-        recordLog(line);
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      done();
-    },
-  });
-  const injector = await startTokenInjector(loadConfig(path), {
-    configFile: path,
-    logDestination: destination,
-  });
+  const proxy = await startLoaded(loadConfig(path), { configFile: path });
   cleanups.push(async () => {
-    await injector.close();
+    await proxy.close();
     remove();
   });
-  return {
-    injector,
-    path,
-    url: `http://127.0.0.1:${injector.proxyAddress.port}`,
-    adminUrl: `http://127.0.0.1:${injector.adminAddress.port}`,
-    logs,
-    write,
-  };
+  return { ...proxy, path, write };
 }
 
 /** The client a token request authenticated as (form for client_secret_post, Basic header otherwise). */
@@ -121,6 +94,27 @@ async function metric(proxy: FileInjector, sample: string): Promise<number | und
   const text = (await plainRequest(proxy.adminUrl, '/metrics')).text;
   const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
   return line === undefined ? undefined : Number(line.slice(sample.length + 1));
+}
+
+/**
+ * A request to route `api` held at a slow upstream while the file sends that route to the
+ * stack's upstream, with a changed credential (so another token), and is reloaded.
+ */
+async function reloadDuringRequest() {
+  const slow = await startHeldUpstream();
+  cleanups.push(() => slow.close());
+  const proxy = await startFromFile({
+    credentials: { orders: orders() },
+    routes: [route('api', 'api.test', 'orders', slow.url)],
+  });
+  const pending = get(proxy, 'api.test', '/in-flight');
+  const held = await slow.next();
+  proxy.write({
+    credentials: { orders: { ...orders(), scope: 'orders.read orders.write' } },
+    routes: [route('api', 'api.test', 'orders')],
+  });
+  expect(proxy.injector.reloader!.reload('call')).toMatchObject({ result: 'success' });
+  return { slow, proxy, pending, held };
 }
 
 function claims(authorization: string): Record<string, unknown> {
@@ -228,23 +222,9 @@ describe('reload: routes and credentials', () => {
   });
 
   it('a request in flight when the reload happens completes on the route and token it started with', async () => {
-    const slow = await startHeldUpstream();
-    cleanups.push(() => slow.close());
-    const proxy = await startFromFile({
-      credentials: { orders: orders() },
-      routes: [route('api', 'api.test', 'orders', slow.url)],
-    });
-    const pending = get(proxy, 'api.test', '/in-flight');
-    const held = await slow.next();
+    const { slow, proxy, pending, held } = await reloadDuringRequest();
     const oldToken = held.authorization;
     expect(oldToken).toMatch(/^Bearer /);
-
-    // The route now goes elsewhere, with a changed credential (so another token).
-    proxy.write({
-      credentials: { orders: { ...orders(), scope: 'orders.read orders.write' } },
-      routes: [route('api', 'api.test', 'orders')],
-    });
-    expect(proxy.injector.reloader!.reload('call')).toMatchObject({ result: 'success' });
     const after = await get(proxy, 'api.test', '/after-reload');
     expect(after.status).toBe(200);
     expect(stack.upstream.requests.at(-1)!.path).toBe('/after-reload');
@@ -258,19 +238,7 @@ describe('reload: routes and credentials', () => {
   });
 
   it('a request in flight whose token is refused after the reload is retried with a token of the credential it started with', async () => {
-    const slow = await startHeldUpstream();
-    cleanups.push(() => slow.close());
-    const proxy = await startFromFile({
-      credentials: { orders: orders() },
-      routes: [route('api', 'api.test', 'orders', slow.url)],
-    });
-    const pending = get(proxy, 'api.test', '/in-flight');
-    const held = await slow.next();
-    proxy.write({
-      credentials: { orders: { ...orders(), scope: 'orders.read orders.write' } },
-      routes: [route('api', 'api.test', 'orders')],
-    });
-    expect(proxy.injector.reloader!.reload('call')).toMatchObject({ result: 'success' });
+    const { slow, pending, held } = await reloadDuringRequest();
     held.refuse();
     // The retry goes where the request was going, with a new token for the old scope.
     const retried = await slow.next();
@@ -442,32 +410,25 @@ async function startHeldUpstream(): Promise<{
   next(): Promise<Held>;
   close(): Promise<void>;
 }> {
-  const arrived: Held[] = [];
-  const waiting: ((h: Held) => void)[] = [];
+  const held = queue<Held>();
   const paths: string[] = [];
   const server = http.createServer((req, res) => {
     paths.push(req.url ?? '');
     req.resume();
-    const held: Held = {
+    held.put({
       authorization: req.headers.authorization,
       release: () => res.end('held and released'),
       refuse: () => {
         res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' });
         res.end();
       },
-    };
-    const waiter = waiting.shift();
-    if (waiter) waiter(held);
-    else arrived.push(held);
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     paths,
-    next: () => {
-      const held = arrived.shift();
-      return held ? Promise.resolve(held) : new Promise((resolve) => waiting.push(resolve));
-    },
+    next: held.next,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -152,21 +152,35 @@ describe('a generated request ID', () => {
   });
 });
 
+/**
+ * The proxy's error answer to `path`: its status and code, and one request ID (`sent`, or a
+ * generated one) in its body, its X-Request-Id header and its access log line.
+ */
+async function expectErrorWithId(
+  host: string,
+  path: string,
+  sent: string | undefined,
+  status: number,
+  error: string,
+): Promise<void> {
+  const res = await get(host, path, sent);
+  expect(res.status).toBe(status);
+  const body = res.json();
+  expect(body['error']).toBe(error);
+  const id = body['request_id'] as string;
+  if (sent === undefined) expect(id).toMatch(GENERATED);
+  else expect(id).toBe(sent);
+  expect(res.headers['x-request-id']).toBe(id);
+  expect(accessLines(proxy, path)).toEqual([expect.objectContaining({ request_id: id, status })]);
+}
+
 describe('error answers of the proxy', () => {
   it.each<[string, string | undefined]>([
     ["the app's ID", APP_ID],
     ['a generated ID', undefined],
   ])('carry %s in the body and an X-Request-Id header: route_not_found', async (_name, sent) => {
     const path = `/nowhere/${sent === undefined ? 'generated' : 'kept'}`;
-    const res = await get('unknown.test', path, sent);
-    expect(res.status).toBe(403);
-    const body = res.json();
-    expect(body['error']).toBe('route_not_found');
-    const id = body['request_id'] as string;
-    if (sent === undefined) expect(id).toMatch(GENERATED);
-    else expect(id).toBe(sent);
-    expect(res.headers['x-request-id']).toBe(id);
-    expect(accessLines(proxy, path)).toEqual([expect.objectContaining({ request_id: id, status: 403 })]);
+    await expectErrorWithId('unknown.test', path, sent, 403, 'route_not_found');
   });
 
   it.each<[string, string | undefined]>([
@@ -174,15 +188,7 @@ describe('error answers of the proxy', () => {
     ['a generated ID', undefined],
   ])('carry %s in the body and an X-Request-Id header: a token failure (502)', async (_name, sent) => {
     const path = `/no-token/${sent === undefined ? 'generated' : 'kept'}`;
-    const res = await get('broken.test', path, sent);
-    expect(res.status).toBe(502);
-    const body = res.json();
-    expect(body['error']).toBe('token_endpoint_rejected');
-    const id = body['request_id'] as string;
-    if (sent === undefined) expect(id).toMatch(GENERATED);
-    else expect(id).toBe(sent);
-    expect(res.headers['x-request-id']).toBe(id);
-    expect(accessLines(proxy, path)).toEqual([expect.objectContaining({ request_id: id, status: 502 })]);
+    await expectErrorWithId('broken.test', path, sent, 502, 'token_endpoint_rejected');
     expect(up.requests.filter((r) => r.path === path)).toHaveLength(0);
   });
 

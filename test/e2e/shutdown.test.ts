@@ -10,7 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { Agent, request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { nextArrival } from '../support/arrivals.js';
+import { nextArrival, queue } from '../support/arrivals.js';
 import { type AuthServer, BASIC_CLIENT, startAuthServer } from '../support/auth-server.js';
 import { type CliExit, killAllCli, startRun, tempDir, writeConfig } from '../support/cli-process.js';
 import { type FakeTokenEndpoint, startFakeTokenEndpoint } from '../support/fake-token-endpoint.js';
@@ -37,15 +37,14 @@ const BODY = randomBytes(1024 * 1024);
 const BODY_SHA256 = createHash('sha256').update(BODY).digest('hex');
 
 async function startSlowUpstream(): Promise<SlowUpstream> {
-  const arrived: HeldRequest[] = [];
-  const waiting: ((r: HeldRequest) => void)[] = [];
+  const held = queue<HeldRequest>();
   const server = http.createServer((req, res) => {
     const ended = new Promise<'finished' | 'aborted'>((resolve) => {
       res.once('close', () => resolve(res.writableFinished ? 'finished' : 'aborted'));
     });
     req.resume();
     req.once('end', () => {
-      const held: HeldRequest = {
+      held.put({
         path: req.url ?? '',
         authorization: req.headers.authorization,
         release() {
@@ -56,20 +55,14 @@ async function startSlowUpstream(): Promise<SlowUpstream> {
           res.end();
         },
         ended,
-      };
-      const waiter = waiting.shift();
-      if (waiter) waiter(held);
-      else arrived.push(held);
+      });
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    nextRequest() {
-      const held = arrived.shift();
-      return held ? Promise.resolve(held) : new Promise((resolve) => waiting.push(resolve));
-    },
+    nextRequest: held.next,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

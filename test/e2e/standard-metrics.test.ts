@@ -5,6 +5,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CREDENTIAL_STATES } from '../../src/metrics/metrics.js';
 import { type AuthServer, BASIC_CLIENT, startAuthServer } from '../support/auth-server.js';
+import { samples } from '../support/exposition.js';
 import { plainRequest } from '../support/http-client.js';
 import { startInjector, type TestInjector } from '../support/injector.js';
 import { watchSecret } from '../support/leak-watch.js';
@@ -50,16 +51,6 @@ async function scrape(): Promise<string> {
   const res = await request(`${proxy.adminUrl}/metrics`);
   expect(res.statusCode).toBe(200);
   return res.body.text();
-}
-
-/** The samples of one metric, keyed by their label set as written (`{credential="orders"}`). */
-function samples(exposition: string, name: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const line of exposition.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(\{.*\})? (\S+)$/.exec(line);
-    if (m?.[1] === name) out[m[2] ?? ''] = Number(m[3]);
-  }
-  return out;
 }
 
 describe('/metrics of a running proxy', () => {

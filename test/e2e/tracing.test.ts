@@ -72,6 +72,17 @@ function get(base: string, host: string, path: string, headers: Record<string, s
   });
 }
 
+/** Another proxy, with `tracing` as given and one route `orders` to the stack's upstream. */
+function startTraced(tracing: Record<string, unknown>): Promise<TestInjector> {
+  return startInjector({
+    tracing,
+    credentials: { basic: credentialFor(stack.auth, BASIC_CLIENT) },
+    routes: [
+      { name: 'orders', match: { host: 'orders.test' }, upstream: stack.upstream.url, credential: 'basic' },
+    ],
+  });
+}
+
 /** The upstream's record of the request whose path starts with `path`. */
 function upstreamGot(path: string): ReceivedRequest {
   const found = stack.upstream.requests.find((r) => r.path.startsWith(path));
@@ -206,13 +217,7 @@ describe('tracing: spans by OTLP/HTTP', () => {
 describe('tracing: sampling', () => {
   it('sample_ratio 0 records no new trace yet forwards it; a sampled traceparent from the app is recorded', async () => {
     const service = 'token-injector-unsampled';
-    const unsampled = await startInjector({
-      tracing: { otlp_endpoint: otlp.url, service_name: service, sample_ratio: 0 },
-      credentials: { basic: credentialFor(stack.auth, BASIC_CLIENT) },
-      routes: [
-        { name: 'orders', match: { host: 'orders.test' }, upstream: stack.upstream.url, credential: 'basic' },
-      ],
-    });
+    const unsampled = await startTraced({ otlp_endpoint: otlp.url, service_name: service, sample_ratio: 0 });
     const appTrace = '0af7651916cd43dd8448eb211c80319c';
     try {
       expect(await get(unsampled.url, 'orders.test', '/unsampled')).toBe(200);
@@ -238,12 +243,8 @@ describe('tracing: the collector', () => {
     const wrong = http.createServer((_req, res) => res.writeHead(404).end('no such path'));
     wrong.listen(0, '127.0.0.1');
     await once(wrong, 'listening');
-    const injector = await startInjector({
-      tracing: { otlp_endpoint: `http://127.0.0.1:${(wrong.address() as AddressInfo).port}` },
-      credentials: { basic: credentialFor(stack.auth, BASIC_CLIENT) },
-      routes: [
-        { name: 'orders', match: { host: 'orders.test' }, upstream: stack.upstream.url, credential: 'basic' },
-      ],
+    const injector = await startTraced({
+      otlp_endpoint: `http://127.0.0.1:${(wrong.address() as AddressInfo).port}`,
     });
     try {
       expect(await get(injector.url, 'orders.test', '/refused-1')).toBe(200);
@@ -266,12 +267,8 @@ describe('tracing: the collector', () => {
     const hanging = net.createServer((socket) => accepted.push(socket.resume()));
     hanging.listen(0, '127.0.0.1');
     await once(hanging, 'listening');
-    const injector = await startInjector({
-      tracing: { otlp_endpoint: `http://127.0.0.1:${(hanging.address() as AddressInfo).port}` },
-      credentials: { basic: credentialFor(stack.auth, BASIC_CLIENT) },
-      routes: [
-        { name: 'orders', match: { host: 'orders.test' }, upstream: stack.upstream.url, credential: 'basic' },
-      ],
+    const injector = await startTraced({
+      otlp_endpoint: `http://127.0.0.1:${(hanging.address() as AddressInfo).port}`,
     });
     try {
       expect(await get(injector.url, 'orders.test', '/hanging-collector')).toBe(200);

@@ -39,3 +39,23 @@ export function nextArrival<T>(array: T[], match: (item: T) => boolean = () => t
     list.push({ match: match as (item: unknown) => boolean, resolve: resolve as (item: unknown) => void });
   });
 }
+
+/**
+ * Items handed from a server to a test one at a time: `next` resolves with the oldest item not yet
+ * taken, or waits for the next `put`, so an item that arrived before the test asked is not lost.
+ */
+export function queue<T>(): { put(item: T): void; next(): Promise<T> } {
+  const arrived: T[] = [];
+  const waiting: ((item: T) => void)[] = [];
+  return {
+    put(item) {
+      const waiter = waiting.shift();
+      if (waiter) waiter(item);
+      else arrived.push(item);
+    },
+    next() {
+      if (arrived.length > 0) return Promise.resolve(arrived.shift()!);
+      return new Promise<T>((resolve) => waiting.push(resolve));
+    },
+  };
+}

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
-import { type RunningInjector, startTokenInjector } from '../../src/app.js';
+import { type RunningInjector, type StartOptions, startTokenInjector } from '../../src/app.js';
 import { parseConfigText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { recordLog, watchSecret } from './leak-watch.js';
@@ -46,7 +46,17 @@ export async function startInjector(
   raw: Record<string, unknown>,
   env?: Record<string, string>,
 ): Promise<TestInjector> {
-  const config = configFrom(raw, env);
+  return startLoaded(configFrom(raw, env));
+}
+
+/**
+ * The real proxy started in-process from a configuration already loaded (by `configFrom`, or
+ * from a file with `configFile` for reloads), every log line checked for leaks and kept, parsed.
+ */
+export async function startLoaded(
+  config: Config,
+  options: Pick<StartOptions, 'configFile'> = {},
+): Promise<TestInjector> {
   const logs: Record<string, unknown>[] = [];
   const destination = new Writable({
     write(chunk, _enc, done) {
@@ -58,7 +68,7 @@ export async function startInjector(
       done();
     },
   });
-  const injector = await startTokenInjector(config, { logDestination: destination });
+  const injector = await startTokenInjector(config, { ...options, logDestination: destination });
   return {
     injector,
     config,

@@ -2,21 +2,9 @@ import { type LabelValues, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { BatchedCounter } from '../../../src/metrics/batched-counter.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
+import { samples } from '../../support/exposition.js';
 
 const NAME = 'test_cache_hits_total';
-
-/**
- * The samples of one metric in a Prometheus text exposition, keyed by their label set as written
- * (`{credential="orders"}`, or '' for none).
- */
-function samples(exposition: string, name: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const line of exposition.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(\{.*\})? (\S+)$/.exec(line);
-    if (m?.[1] === name) out[m[2] ?? ''] = Number(m[3]);
-  }
-  return out;
-}
 
 function counter(): { registry: Registry; hits: BatchedCounter<'credential'> } {
   const registry = new Registry();

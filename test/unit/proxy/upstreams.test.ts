@@ -1,32 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { Upstreams } from '../../../src/proxy/upstreams.js';
-import { configFrom } from '../../support/injector.js';
-
-function routesTo(origins: readonly string[]) {
-  return configFrom(
-    {
-      credentials: {
-        orders: {
-          token_endpoint: 'https://idp.example.com/oauth2/token',
-          grant_type: 'client_credentials',
-          client_id: 'id',
-          client_secret: '${env:UPSTREAMS_TEST_SECRET}',
-        },
-      },
-      routes: origins.map((upstream, i) => ({
-        name: `r${i}`,
-        match: { host: `h${i}.example.com` },
-        upstream,
-        credential: 'orders',
-      })),
-    },
-    { UPSTREAMS_TEST_SECRET: 'secret' },
-  ).routes;
-}
+import { routesTo } from '../../support/routes.js';
 
 describe('Upstreams', () => {
   it('creates no pool before a route carries a request, then one per origin, shared by routes that agree', async () => {
-    const routes = routesTo(['https://a.example.com', 'https://a.example.com/base', 'https://b.example.com']);
+    const routes = routesTo({
+      r0: 'https://a.example.com',
+      r1: 'https://a.example.com/base',
+      r2: 'https://b.example.com',
+    });
     const upstreams = new Upstreams(routes);
     try {
       expect(upstreams.poolCount).toBe(0);
@@ -46,7 +28,9 @@ describe('Upstreams', () => {
   });
 
   it('10 000 routes with their own origins create no pool until used', async () => {
-    const routes = routesTo(Array.from({ length: 10_000 }, (_, i) => `https://u${i}.example.com`));
+    const routes = routesTo(
+      Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`r${i}`, `https://u${i}.example.com`])),
+    );
     const upstreams = new Upstreams(routes);
     try {
       expect(upstreams.poolCount).toBe(0);
