@@ -1,8 +1,8 @@
 /**
  * Bounded soak and outage runs of the real proxy (in-process), loopback only:
  *
- * 1. 100 000 requests (after a 5 000-request warm-up) at 64 in flight, with tokens that live 3 s
- *    (so dozens of background refreshes) and faults injected into those refreshes: 503s, resets, a
+ * 1. 100 000 requests (after a 5 000-request warm-up) at 64 in flight, with a background refresh
+ *    every second (dozens of them) and faults injected into those refreshes: 503s, resets, a
  *    hang that times a refresh out, a permanent 400, a 500. Every response must be a 200, the
  *    upstream must only ever see tokens the fake issued and that had not expired, the proxy's
  *    sockets must all close again and the heap must not grow.
@@ -37,6 +37,17 @@ const CONCURRENCY = 64;
 const WARMUP_REQUESTS = 5_000;
 const SOAK_REQUESTS = 100_000;
 const EXPIRES_IN_S = 3;
+/**
+ * The soak's tokens live 10 s: usable 9 s (the proxy keeps 1 s back). With refresh_ahead 0.1 the
+ * refresh point (0.45–0.9 s) is under the proxy's floor of 1 s between refreshes (token-source.ts
+ * #scheduleRefresh), so each token is refreshed 1 s after it came: as many refreshes, and as many
+ * failed ones, as with 3 s tokens. What 3 s tokens lacked is slack: they had 1 s between the
+ * refresh and the end of their usable life, less the fault being served (up to 0.35 s), so one
+ * event-loop stall of 0.7 s on a loaded machine left requests without a token (503/502: the proxy
+ * rightly serves no token in its last second, and fails fast while the endpoint is failing). Here a
+ * failed refresh has about 8 s to be retried, which no stall short of a hung machine exhausts.
+ */
+const SOAK_EXPIRES_IN_S = 10;
 const HEAP_GROWTH_LIMIT = 30 * 1024 * 1024;
 const HOST = 'soak.test';
 
@@ -198,10 +209,11 @@ describe('soak', () => {
   it('100 000 requests with refresh faults: all 200, only live issued tokens upstream, no leak', async () => {
     stats = freshStats();
     const socketsBefore = tcpSocketResources();
+    ledger.setBase({ kind: 'token', expiresIn: SOAK_EXPIRES_IN_S });
     const proxy = await startProxy('soak', {
-      // Tokens live 3 s: usable 2 s (1 s safety), refreshed after 0.25–0.3 of that, leaving
-      // 1.4 s for a failed refresh (timeout 300 ms) and its re-probe (backoff up to 100 ms).
-      refresh_ahead: 0.3,
+      // Refreshed 1 s after each token came (see SOAK_EXPIRES_IN_S), leaving 8 s for a failed
+      // refresh (timeout 300 ms) and its re-probes (backoff up to 100 ms).
+      refresh_ahead: 0.1,
       timeout: '300ms',
       retry: { initial_backoff: '40ms', max_backoff: '100ms' },
     });
@@ -290,6 +302,8 @@ describe('soak', () => {
 
   it('token endpoint down for 2.5 s under load: 200 or fast 503, never an expired token upstream', async () => {
     stats = freshStats();
+    // 3 s tokens here (whatever the soak left): usable 2 s, so a 2.5 s outage outlives one.
+    ledger.setBase({ kind: 'token', expiresIn: EXPIRES_IN_S });
     const timeoutMs = 300;
     const maxBackoffMs = 200;
     const proxy = await startProxy('outage', {
