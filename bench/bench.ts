@@ -100,6 +100,7 @@ type TargetName =
   | 'token-injector@bun'
   | 'token-injector-shared'
   | 'token-injector-tracing'
+  | 'token-injector-dpop'
   | 'token-injector-10k'
   | 'token-injector-10k@node24'
   | 'node-minimal'
@@ -113,6 +114,7 @@ const ALL_TARGETS: readonly TargetName[] = [
   'token-injector@bun',
   'token-injector-shared',
   'token-injector-tracing',
+  'token-injector-dpop',
   'token-injector-10k',
   'token-injector-10k@node24',
   'node-minimal',
@@ -128,11 +130,16 @@ const ALL_TARGETS: readonly TargetName[] = [
  * prefixes mixed), the one hit last in configuration order: routing must cost the same (issue 12).
  * token-injector-tracing is token-injector with `tracing` (sample_ratio 1) to a no-op OTLP receiver:
  * the cost of tracing on, next to token-injector's tracing off (issue 14); BENCH_TRACING=off skips it.
+ * token-injector-dpop is token-injector with a `dpop` credential (ES256, key generated at start):
+ * each request carries `Authorization: DPoP` and a proof signed for it, the cost of DPoP on
+ * (issue 15); BENCH_DPOP=off skips it. Its upstream checks the scheme and that a proof is there.
  * node-minimal is the floor for any Node proxy: node:http + an undici Pool injecting the header,
  * without routing, metrics or logging. bun-minimal (opt-in) is the same on Bun (Bun.serve + fetch).
  */
 /** The token-injector-tracing target (issue 14); `BENCH_TRACING=off` skips it. */
 const TRACING = (process.env['BENCH_TRACING'] ?? 'on') !== 'off';
+/** The token-injector-dpop target (issue 15); `BENCH_DPOP=off` skips it. */
+const DPOP = (process.env['BENCH_DPOP'] ?? 'on') !== 'off';
 const TARGETS = envTargets('BENCH_TARGETS', [
   'direct',
   'nginx',
@@ -140,10 +147,13 @@ const TARGETS = envTargets('BENCH_TARGETS', [
   'node-minimal@node24',
   'token-injector',
   'token-injector-tracing',
+  'token-injector-dpop',
   'token-injector@node24',
   'token-injector-10k@node24',
   'token-injector-shared',
-]).filter((t) => TRACING || t !== 'token-injector-tracing');
+])
+  .filter((t) => TRACING || t !== 'token-injector-tracing')
+  .filter((t) => DPOP || t !== 'token-injector-dpop');
 /** Routes of the token-injector-10k targets. */
 const MANY_ROUTES = envInt('BENCH_MANY_ROUTES', 10_000, 2, 100_000);
 /** Bun's registry package, for bun-minimal; installed on demand like Node 24. */
@@ -811,7 +821,8 @@ async function startTokenServer(): Promise<TokenServer> {
       const fleet = p.startsWith('/fleet/');
       const body = JSON.stringify({
         access_token: fleet ? `${FLEET_TOKEN_PREFIX}-${++issued}` : TOKEN,
-        token_type: 'Bearer',
+        // token-injector-dpop's credential takes only a DPoP-bound token (RFC 9449 §5).
+        token_type: p.startsWith('/token/dpop') ? 'DPoP' : 'Bearer',
         expires_in: fleet ? FLEET_LIFETIME_S : 3600,
       });
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
@@ -905,6 +916,8 @@ interface InjectorOptions {
   tlsIntercept?: { ca_cert_file: string; ca_key_file: string };
   /** A `tracing` section's collector; every request is sampled (sample_ratio 1). */
   tracing?: { otlpEndpoint: string };
+  /** A `dpop` credential (generated ES256 key), its route to the upstream's /dpop location. */
+  dpop?: boolean;
 }
 
 interface Injector {
@@ -954,6 +967,7 @@ async function spawnInjector(
         client_id: 'bench-client',
         client_secret: `\${env:${CLIENT_SECRET_ENV}}`,
         prefetch: true,
+        ...(opts.dpop ? { dpop: {} } : {}),
         ...opts.credential,
       },
     },
@@ -962,7 +976,7 @@ async function spawnInjector(
       {
         name: 'bench',
         match: { host: HOST },
-        upstream: `http://127.0.0.1:${upstreamPort}`,
+        upstream: `http://127.0.0.1:${upstreamPort}${opts.dpop ? '/dpop' : ''}`,
         credential: 'bench',
       },
     ],
@@ -3048,6 +3062,9 @@ async function main(): Promise<number> {
         // Exactly token-injector's configuration, plus shared_cache.
         if (!redisUrl) continue;
         t = await injectorTarget(name, { tokenPath: `/token/shared${tag}`, sharedCache: { url: redisUrl } });
+      } else if (kind === 'token-injector-dpop') {
+        // Exactly token-injector's configuration, plus dpop: a proof signed per request.
+        t = await injectorTarget(name, { tokenPath: `/token/dpop${tag}`, dpop: true });
       } else if (kind === 'token-injector-tracing') {
         // Exactly token-injector's configuration, plus tracing of every request.
         if (!otlp) continue;
@@ -3181,6 +3198,9 @@ async function main(): Promise<number> {
         (names.includes('token-injector-tracing')
           ? '; token-injector-tracing: the same with tracing, every request sampled, to a no-op OTLP receiver (core 0)'
           : '') +
+        (names.includes('token-injector-dpop')
+          ? '; token-injector-dpop: the same with a DPoP credential, an ES256 proof signed per request'
+          : '') +
         (names.some((n) => kindOf(n) === 'token-injector-10k')
           ? `; token-injector-10k: the same with ${MANY_ROUTES} routes, the one hit last`
           : '') +
@@ -3214,6 +3234,8 @@ async function main(): Promise<number> {
     if (onOff) process.stdout.write(`${onOff}\n`);
     const tracingOnOff = onOffCost(runs, 'token-injector-tracing', 'tracing');
     if (tracingOnOff) process.stdout.write(`${tracingOnOff}\n`);
+    const dpopOnOff = onOffCost(runs, 'token-injector-dpop', 'dpop');
+    if (dpopOnOff) process.stdout.write(`${dpopOnOff}\n`);
     if (otlp && names.includes('token-injector-tracing')) {
       process.stdout.write(
         `token-injector-tracing collector: ${otlp.exports} export request(s), ${(otlp.bytes / 2 ** 20).toFixed(1)} MiB ` +
@@ -3620,6 +3642,14 @@ function upstreamHttp(port: number): string {
       if ($http_authorization !~ "^Bearer ${FLEET_TOKEN_PREFIX}-[0-9]+$") { return 401; }
       return 200 "${BODY}";
     }
+    # token-injector-dpop: the bound token under the DPoP scheme, and a proof (not verified here:
+    # test/e2e/dpop.test.ts does that).
+    location /dpop {
+      default_type text/plain;
+      if ($http_authorization != "DPoP ${TOKEN}") { return 401; }
+      if ($http_dpop !~ "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$") { return 401; }
+      return 200 "${BODY}";
+    }
   }`;
 }
 
@@ -3629,11 +3659,14 @@ async function startNodeUpstream(tools: Tools, port: number): Promise<ChildProce
     const http = require('node:http');
     const [port, auth, body, fleetPrefix] = process.argv.slice(1);
     const fleet = new RegExp('^Bearer ' + fleetPrefix + '-[0-9]+$');
+    const jws = /^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$/;
     http.createServer({ keepAliveTimeout: 75000 }, (req, res) => {
       req.resume();
       const ok = req.url.startsWith('/fleet')
         ? fleet.test(req.headers.authorization ?? '')
-        : req.headers.authorization === auth;
+        : req.url.startsWith('/dpop')
+          ? req.headers.authorization === auth.replace(/^Bearer/, 'DPoP') && jws.test(req.headers.dpop ?? '')
+          : req.headers.authorization === auth;
       res.writeHead(ok ? 200 : 401, { 'content-type': 'text/plain', 'content-length': ok ? body.length : 0 });
       res.end(ok ? body : undefined);
     }).listen(Number(port), '127.0.0.1');`;

@@ -27,7 +27,9 @@ export type ErrorCode =
   | 'assertion_missing'
   | 'assertion_expired'
   | 'assertion_invalid'
-  | 'credential_input_unavailable';
+  | 'credential_input_unavailable'
+  | DiscoveryCode
+  | ResourceDiscoveryCode;
 
 export abstract class TokenInjectorError extends Error {
   abstract readonly code: ErrorCode;
@@ -65,7 +67,8 @@ export abstract class TokenError extends TokenInjectorError {
     | 'token_endpoint_timeout'
     | 'token_endpoint_rejected'
     | 'token_response_invalid'
-    | 'credential_input_unavailable';
+    | 'credential_input_unavailable'
+    | DiscoveryCode;
   readonly credential: string;
 
   constructor(credential: string, message: string, options?: ErrorOptions) {
@@ -252,6 +255,91 @@ export class CredentialInputError extends TokenError {
   readonly code = 'credential_input_unavailable' as const;
 }
 
+/** Failures of authorization-server discovery (RFC 8414), a credential with `issuer`. */
+export type DiscoveryCode =
+  | 'metadata_unavailable'
+  | 'metadata_invalid'
+  | 'issuer_mismatch'
+  | 'auth_method_unsupported';
+
+/** The issuer's metadata could not be fetched (unreachable, timeout, 5xx) and no earlier copy is held. */
+export class MetadataUnavailableError extends TokenError {
+  readonly code = 'metadata_unavailable' as const;
+}
+
+/** The issuer's metadata is missing (404 at both well-known URLs) or unusable (no `token_endpoint`, …). */
+export class MetadataInvalidError extends TokenError {
+  readonly code = 'metadata_invalid' as const;
+}
+
+/**
+ * The metadata names another issuer than the one configured: RFC 8414 §3.3 forbids using it,
+ * since it may come from a server impersonating the configured one.
+ */
+export class IssuerMismatchError extends TokenError {
+  readonly code = 'issuer_mismatch' as const;
+  /** The `issuer` the metadata gave (public information). */
+  readonly metadataIssuer: string;
+
+  constructor(credential: string, message: string, metadataIssuer: string) {
+    super(credential, message);
+    this.metadataIssuer = metadataIssuer;
+  }
+}
+
+/**
+ * The credential's `auth_method` (or its signing alg) is not among those the server's metadata
+ * lists (`token_endpoint_auth_methods_supported`, `token_endpoint_auth_signing_alg_values_supported`).
+ */
+export class AuthMethodUnsupportedError extends TokenError {
+  readonly code = 'auth_method_unsupported' as const;
+  /** The method, or the signing alg, the server does not list. */
+  readonly unsupported: string;
+
+  constructor(credential: string, message: string, unsupported: string) {
+    super(credential, message);
+    this.unsupported = unsupported;
+  }
+}
+
+/** Failures of protected-resource discovery (RFC 9728), a route with `resource_metadata: discover`. */
+export type ResourceDiscoveryCode =
+  | 'resource_metadata_unavailable'
+  | 'resource_metadata_invalid'
+  | 'resource_mismatch'
+  | 'authorization_server_not_listed';
+
+/** Base of the failures of a route's protected-resource discovery; names the route. */
+export abstract class ResourceDiscoveryError extends TokenInjectorError {
+  abstract override readonly code: ResourceDiscoveryCode;
+  readonly route: string;
+
+  constructor(route: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.route = route;
+  }
+}
+
+/** The resource metadata could not be fetched (unreachable, timeout, not 200). */
+export class ResourceMetadataUnavailableError extends ResourceDiscoveryError {
+  readonly code = 'resource_metadata_unavailable' as const;
+}
+
+/** The metadata is not usable (not JSON, no `resource`), or its URL is not at the upstream's origin. */
+export class ResourceMetadataInvalidError extends ResourceDiscoveryError {
+  readonly code = 'resource_metadata_invalid' as const;
+}
+
+/** RFC 9728 §3.3: the metadata's `resource` is not the route's upstream: it must not be used. */
+export class ResourceMismatchError extends ResourceDiscoveryError {
+  readonly code = 'resource_mismatch' as const;
+}
+
+/** The credential's issuer is not among the resource's `authorization_servers`. */
+export class AuthorizationServerNotListedError extends ResourceDiscoveryError {
+  readonly code = 'authorization_server_not_listed' as const;
+}
+
 /**
  * A credential's token endpoint failed and its next attempt is not due yet: the request fails
  * fast with the last failure's code (so the same status) and a Retry-After, instead of waiting
@@ -286,6 +374,7 @@ export function isTransient(error: unknown): boolean {
     case 'token_endpoint_unreachable':
     case 'token_endpoint_timeout':
     case 'credential_input_unavailable':
+    case 'metadata_unavailable':
       return true;
     case 'token_endpoint_rejected': {
       const { status, oauthError } = error as TokenEndpointRejectedError;

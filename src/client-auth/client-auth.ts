@@ -20,8 +20,8 @@ export type ClientAuth = (
   ctx: ClientAuthContext,
 ) => void | Promise<void>;
 
-/** RFC 7523 §2.2 */
-const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+/** RFC 7523 §2.2: the type of every assertion token-injector signs, and the default of a ready one. */
+export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** Client assertions are used once, right away: a short life limits replay. */
 const CLIENT_ASSERTION_LIFETIME_SECONDS = 60;
 
@@ -52,16 +52,20 @@ export function clientIdOnly(clientId: string): ClientAuth {
 }
 
 /**
- * RFC 7523 §2.2 client assertion. `assertion` builds (or reads) a JWT per token request;
- * `client_id` is sent too, as several providers require it although the RFC makes it optional.
+ * RFC 7521 §4.2 client assertion, by default RFC 7523 §2.2's jwt-bearer. `assertion` builds (or
+ * reads) a JWT per token request; `client_id` is sent too, as several providers require it
+ * although the RFC makes it optional. `type` is another profile's URI for a ready assertion, e.g.
+ * `urn:ietf:params:oauth:client-assertion-type:jwt-spiffe` for a SPIFFE JWT-SVID
+ * (draft-ietf-oauth-spiffe-client-auth §3.1), passed through as it is.
  */
 export function clientAssertion(
   clientId: string,
   assertion: (ctx: ClientAuthContext) => Promise<string> | string,
+  type: string = JWT_BEARER_ASSERTION,
 ): ClientAuth {
   return async (form, _headers, ctx) => {
     form.set('client_id', clientId);
-    form.set('client_assertion_type', JWT_BEARER_ASSERTION);
+    form.set('client_assertion_type', type);
     form.set('client_assertion', (await assertion(ctx)).trim());
   };
 }
@@ -90,7 +94,7 @@ export function clientAuthFor(cred: CredentialConfig, files: FileSet): ClientAut
         const path = auth.assertionFile;
         // A projected service-account token is rewritten by the kubelet before it expires:
         // read it at every request rather than trusting a cached copy.
-        return clientAssertion(cred.clientId, () => readInputFile(path, cred.name));
+        return clientAssertion(cred.clientId, () => readInputFile(path, cred.name), auth.assertionType);
       }
       const key = liveSigningKey(auth.signing!, files);
       return clientAssertion(cred.clientId, (ctx) => signAssertion(claims(ctx), key()));

@@ -5,6 +5,7 @@
  * validate-credential.ts, where the message can name both keys.
  */
 import { z } from 'zod';
+import { DPOP_ALGS } from '../dpop/key.js';
 import { SIGNING_ALGS } from '../jwt/signing-key.js';
 import {
   absoluteUri,
@@ -19,6 +20,7 @@ import {
   fraction,
   headerName,
   httpUrl,
+  REFERENCE,
   says,
   size,
   text,
@@ -75,6 +77,26 @@ function tokenType() {
       description: `A token type (RFC 8693 §3): a URI, or one of ${Object.keys(TOKEN_TYPES).join(', ')} (short for urn:ietf:params:oauth:token-type:…).`,
     });
 }
+
+/**
+ * RFC 8414 §2: an issuer identifier is a URL without query or fragment. Kept as written: its
+ * metadata must repeat it exactly (§3.3), which a normalized URL (a trailing "/" added) would break.
+ */
+const issuerIdentifier = () =>
+  z
+    .string(says((v) => `must be a string, got ${describe(v)}`))
+    .refine((value) => {
+      if (!URL.canParse(value)) return false;
+      const url = new URL(value);
+      return (
+        (url.protocol === 'https:' || url.protocol === 'http:') &&
+        !url.search &&
+        !url.hash &&
+        !url.username &&
+        !url.password
+      );
+    }, 'must be an https:// URL without query, fragment or user info (RFC 8414 §2)')
+    .meta({ pattern: `^[hH][tT][tT][pP][sS]?://[^?#]*$|${REFERENCE.source}` });
 
 const signingAlg = () =>
   choice(SIGNING_ALGS as unknown as readonly [string, ...string[]])
@@ -204,6 +226,7 @@ export const AUTH_KEYS: Readonly<Record<string, readonly AuthMethod[]>> = {
   key_id: ['private_key_jwt'],
   certificate_file: ['private_key_jwt'],
   client_assertion_file: ['private_key_jwt'],
+  client_assertion_type: ['private_key_jwt'],
   assertion_audience: ['private_key_jwt', 'client_secret_jwt'],
   mtls_token_endpoint: ['tls_client_auth', 'self_signed_tls_client_auth'],
 };
@@ -257,6 +280,10 @@ function conditions(): object[] {
   const methods = AUTH_METHOD.options[0].options;
   const grants = GRANT_TYPE.options[0].options;
   return [
+    // Exactly one of them: the token endpoint, or the issuer whose metadata names it.
+    { oneOf: [present('token_endpoint'), present('issuer')] },
+    // A type for the ready assertion only: what token-injector signs is always jwt-bearer.
+    { dependentRequired: { client_assertion_type: ['client_assertion_file'] } },
     ...methods.map((m) => ({
       if: when('auth_method', m, m === 'client_secret_basic'),
       // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then, never awaited
@@ -272,9 +299,19 @@ function conditions(): object[] {
 
 export const Credential = z
   .strictObject({
-    token_endpoint: httpUrl({ query: true }).meta({
-      description: "The authorization server's token endpoint; a query string is kept.",
-    }),
+    token_endpoint: httpUrl({ query: true })
+      .register(DOC, { type: 'URL, `http://` or `https://`', absent: 'this or `issuer`' })
+      .optional()
+      .meta({
+        description: "The authorization server's token endpoint; a query string is kept. Excludes `issuer`.",
+      }),
+    issuer: issuerIdentifier()
+      .register(DOC, { type: 'URL, `https://`, no query', absent: 'this or `token_endpoint`' })
+      .optional()
+      .meta({
+        description:
+          'Instead of `token_endpoint`: the authorization server\'s issuer identifier. Its metadata (RFC 8414, then OpenID Connect Discovery) names the token endpoint; it must name this exact issuer. Fetched with the first token request, used for an hour; see "Authorization-server discovery".',
+      }),
     grant_type: GRANT_TYPE.meta({
       description:
         'How the token is obtained: client_credentials (RFC 6749 §4.4), password (§4.3), jwt_bearer (RFC 7523), saml2_bearer (RFC 7522) or token_exchange (RFC 8693).',
@@ -312,6 +349,16 @@ export const Credential = z
       .meta({
         description:
           'A file holding a ready client assertion, e.g. a projected service-account token; sent as-is (whitespace trimmed), read at start and at every token request. Excludes `private_key_file`, `signing_alg`, `key_id` and `certificate_file`; `assertion_audience` does not apply to it.',
+      }),
+    client_assertion_type: absoluteUri('must be an absolute URI (RFC 7521 §4.2)')
+      .register(DOC, {
+        type: 'absolute URI',
+        absent: '`urn:ietf:params:oauth:client-assertion-type:jwt-bearer`',
+      })
+      .optional()
+      .meta({
+        description:
+          "With `client_assertion_file` only: the assertion's type, sent as `client_assertion_type` (RFC 7521 §4.2), e.g. `urn:ietf:params:oauth:client-assertion-type:jwt-spiffe` for a SPIFFE JWT-SVID (draft-ietf-oauth-spiffe-client-auth). Refused with `private_key_file`: the assertions token-injector signs are RFC 7523 JWTs.",
       }),
     assertion_audience: text()
       .register(DOC, { type: 'string', absent: 'the token endpoint URL' })
@@ -411,7 +458,25 @@ export const Credential = z
       .prefault([])
       .meta({
         description:
-          '`token_type` values accepted besides `Bearer` (any letter case), e.g. `[DPoP]`; others are refused.',
+          "`token_type` values accepted besides `Bearer` (any letter case), e.g. `[N_A]`; others are refused. The token is still sent with the route's `prefix`; for DPoP-bound tokens use `dpop`, which sends them as DPoP.",
+      }),
+    dpop: z
+      .strictObject({
+        key_file: filePath()
+          .register(DOC, { type: 'file path', absent: 'a key generated at start' })
+          .optional()
+          .meta({
+            description:
+              'The private key proofs are signed with: a JWK with `d`, or PEM (PKCS#8, PKCS#1 RSA, SEC1 EC); read and checked against `alg` at start. Without it a new key is generated at each start, so tokens never outlive the process.',
+          }),
+        alg: choice(DPOP_ALGS)
+          .prefault('ES256')
+          .meta({ description: 'The JWS algorithm of the proofs; it must fit `key_file`.' }),
+      })
+      .optional()
+      .meta({
+        description:
+          'Sender-constrained tokens (DPoP, RFC 9449): token requests and upstream requests carry a proof signed with this key, the token must come back with `token_type` `DPoP`, and routes send it as `Authorization: DPoP <token>`. Such a credential does not use `shared_cache`.',
       }),
     retry: z
       .strictObject({

@@ -227,6 +227,10 @@ export const Route = z.strictObject({
     .register(DOC, { type: 'absolute URI', absent: "the credential's" })
     .optional()
     .meta({ description: "Replaces the credential's `resource` (RFC 8707) in this route's token requests." }),
+  resource_metadata: choice(['discover']).optional().meta({
+    description:
+      "Protected-resource discovery (RFC 9728): on the upstream's first 401, its metadata (from the challenge's `resource_metadata` URL, else `/.well-known/oauth-protected-resource` at the upstream) must name this upstream as `resource` and the credential's `issuer` among `authorization_servers`; tokens are then requested with `resource` set to it (RFC 8707) and the request retried once. Needs a credential with `issuer`; excludes `resource`. See \"Protected-resource discovery\".",
+  }),
   tls: TlsClientFiles.meta({
     description:
       'Extra trust and a client certificate (mutual TLS) towards this `https://` upstream; for certificate-bound tokens (RFC 8705 §3), the certificate the credential uses. Files are re-read when they change, checked at most every 10 s.',

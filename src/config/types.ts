@@ -1,5 +1,6 @@
 /** The validated, frozen configuration. Durations are milliseconds, sizes are bytes. */
 
+import type { DpopConfig } from '../dpop/key.js';
 import type { ConfigProblem } from '../errors.js';
 import type { FileBacked } from '../files/live-file.js';
 import type { SigningKeyConfig } from '../jwt/signing-key.js';
@@ -47,6 +48,11 @@ export type ClientAuthConfig =
       /** Exactly one of `signing` and `assertionFile`. */
       readonly signing?: SigningKeyConfig;
       readonly assertionFile?: string;
+      /**
+       * With `assertionFile` only, when configured: its `client_assertion_type` (RFC 7521 §4.2);
+       * absent means RFC 7523's jwt-bearer.
+       */
+      readonly assertionType?: string;
       readonly assertionAudience?: string;
     }
   | { readonly method: 'tls_client_auth' | 'self_signed_tls_client_auth' | 'none' };
@@ -73,7 +79,13 @@ export interface TokenScope {
 
 export interface CredentialConfig extends TokenScope {
   readonly name: string;
-  readonly tokenEndpoint: URL;
+  /** Exactly one of `tokenEndpoint` and `issuer` is set. */
+  readonly tokenEndpoint?: URL;
+  /**
+   * RFC 8414: the authorization server whose metadata names the token endpoint, exactly as
+   * configured (the metadata must repeat it character for character).
+   */
+  readonly issuer?: string;
   /** RFC 8705 §5: the endpoint alias used for mTLS client authentication, when set. */
   readonly mtlsTokenEndpoint?: URL;
   readonly grant: GrantConfig;
@@ -98,6 +110,8 @@ export interface CredentialConfig extends TokenScope {
   readonly initialBackoffMs: number;
   readonly maxBackoffMs: number;
   readonly allowInsecureHttp: boolean;
+  /** RFC 9449: tokens bound to this key, presented with a proof per request. */
+  readonly dpop?: DpopConfig;
 }
 
 export interface RouteMatch {
@@ -125,6 +139,8 @@ export interface RouteConfig {
   readonly tls: TlsClient;
   /** Retry once with a new token after any 401, not only `error="invalid_token"` ones. */
   readonly retryOn401: boolean;
+  /** `resource_metadata: discover`: the resource (RFC 9728) is discovered at the first 401. */
+  readonly discoverResource: boolean;
   /** Request bodies up to this size are kept so a request can be replayed after a 401. */
   readonly replayBufferBytes: number;
   readonly connectTimeoutMs: number;

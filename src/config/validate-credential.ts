@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { type DpopAlg, type DpopConfig, parseDpopKey } from '../dpop/key.js';
 import {
   algorithmsFor,
   assertCertificateMatches,
@@ -49,8 +50,11 @@ export function credential(c: Checker, name: string, raw: unknown): CredentialCo
     );
   }
   const tls = tlsClient(c, f.tls, value['tls'], join(path, 'tls'));
-  const { token_endpoint: tokenEndpoint, mtls_token_endpoint: mtlsTokenEndpoint } = f;
+  const { token_endpoint: tokenEndpoint, mtls_token_endpoint: mtlsTokenEndpoint, issuer } = f;
+  endpointOrIssuer(c, value, path);
   if (!f.allow_insecure_http) {
+    if (issuer !== undefined && URL.canParse(issuer))
+      insecureHttp(c, new URL(issuer), join(path, 'issuer'), 'the credential');
     if (tokenEndpoint) insecureHttp(c, tokenEndpoint, join(path, 'token_endpoint'), 'the credential');
     if (mtlsTokenEndpoint)
       insecureHttp(c, mtlsTokenEndpoint, join(path, 'mtls_token_endpoint'), 'the credential');
@@ -84,13 +88,20 @@ export function credential(c: Checker, name: string, raw: unknown): CredentialCo
   if ((authMethod === 'tls_client_auth' || authMethod === 'self_signed_tls_client_auth') && !tls.cert) {
     c.add(join(path, 'tls.cert_file'), `is required with auth_method ${authMethod} (RFC 8705)`);
   }
+  const dpop = f.dpop && dpopConfig(c, f.dpop, join(path, 'dpop'));
   const clientId = f.client_id;
-  if (c.problems.length > before || !tokenEndpoint || clientId === undefined || !clientAuth || !grant) {
+  if (
+    c.problems.length > before ||
+    (!tokenEndpoint && issuer === undefined) ||
+    clientId === undefined ||
+    !clientAuth ||
+    !grant
+  ) {
     return undefined;
   }
   return {
     name,
-    tokenEndpoint,
+    ...(tokenEndpoint ? { tokenEndpoint } : { issuer: issuer! }),
     ...(mtlsTokenEndpoint ? { mtlsTokenEndpoint } : {}),
     grant,
     clientId,
@@ -111,7 +122,47 @@ export function credential(c: Checker, name: string, raw: unknown): CredentialCo
     initialBackoffMs,
     maxBackoffMs,
     allowInsecureHttp: f.allow_insecure_http,
+    ...(dpop ? { dpop } : {}),
   };
+}
+
+/** `dpop`: the key file (if any) must parse and sign `alg`; read once here, as at start. */
+function dpopConfig(c: Checker, f: CredentialFields['dpop'] & {}, path: string): DpopConfig | undefined {
+  if (c.failed(join(path, 'alg'))) return undefined;
+  const alg = f.alg as DpopAlg;
+  if (f.key_file === undefined) return { alg };
+  const key = c.file(f.key_file, join(path, 'key_file'));
+  if (!key) return undefined;
+  try {
+    parseDpopKey(key.value, alg);
+  } catch (err) {
+    c.add(join(path, 'key_file'), (err as Error).message);
+    return undefined;
+  }
+  return { key, alg };
+}
+
+/** `token_endpoint`, or `issuer` whose metadata (RFC 8414) names it: exactly one of them. */
+function endpointOrIssuer(c: Checker, obj: Obj, path: string): void {
+  const hasEndpoint = obj['token_endpoint'] !== undefined;
+  const hasIssuer = obj['issuer'] !== undefined;
+  if (hasEndpoint && hasIssuer) {
+    c.add(
+      join(path, 'issuer'),
+      'use either token_endpoint or issuer (whose metadata names the token endpoint), not both',
+    );
+  } else if (!hasEndpoint && !hasIssuer) {
+    c.add(
+      join(path, 'token_endpoint'),
+      "is required, or issuer: the authorization server's issuer, whose metadata (RFC 8414) names it",
+    );
+  }
+  if (hasIssuer && obj['mtls_token_endpoint'] !== undefined) {
+    c.add(
+      join(path, 'mtls_token_endpoint'),
+      "comes from the issuer's metadata (mtls_endpoint_aliases, RFC 8705 §5) with issuer; remove it",
+    );
+  }
 }
 
 /** Names of the credentials a token exchange credential takes its tokens from. */
@@ -185,7 +236,21 @@ function clientAuthConfig(
           if (obj[key] !== undefined) c.add(join(path, key), 'is only used with private_key_file');
         }
         const file = c.file(f.client_assertion_file, join(path, 'client_assertion_file'));
-        return file ? { method, assertionFile: file.file!, ...audience } : undefined;
+        if (!file || c.failed(join(path, 'client_assertion_type'))) return undefined;
+        const type = f.client_assertion_type;
+        return {
+          method,
+          assertionFile: file.file!,
+          ...(type !== undefined ? { assertionType: type } : {}),
+          ...audience,
+        };
+      }
+      if (obj['client_assertion_type'] !== undefined) {
+        // What token-injector signs is an RFC 7523 JWT; another type would misname it.
+        c.add(
+          join(path, 'client_assertion_type'),
+          'is only used with client_assertion_file: the assertions token-injector signs are always jwt-bearer (RFC 7523)',
+        );
       }
       const signing = signingKey(c, f, path);
       return signing ? { method, signing, ...audience } : undefined;

@@ -133,6 +133,25 @@ function route(c: Checker, i: number, raw: unknown, credentials: Obj): RouteConf
       `unknown credential "${credential}" (known: ${known.length ? known.join(', ') : 'none'})`,
     );
   }
+  const used =
+    credential !== undefined && Object.hasOwn(credentials, credential) ? credentials[credential] : undefined;
+  if (isMapping(used) && used['dpop'] !== undefined) {
+    // RFC 9449 §7.1: a bound token goes in Authorization with the DPoP scheme, nowhere else.
+    for (const key of ['header', 'prefix']) {
+      if (value[key] !== undefined)
+        c.add(
+          join(path, key),
+          `cannot be set: credential "${credential}" has dpop, sent as Authorization: DPoP`,
+        );
+    }
+  }
+  if (r.resource_metadata !== undefined) {
+    // RFC 9728: the resource names the authorization servers by issuer; ours must be one of them.
+    if (isMapping(used) && used['issuer'] === undefined)
+      c.add(join(path, 'resource_metadata'), `needs a credential with issuer; "${credential}" has none`);
+    if (value['resource'] !== undefined)
+      c.add(join(path, 'resource'), 'is discovered with resource_metadata: discover; remove one of them');
+  }
   const tls = tlsClient(c, r.tls, value['tls'], join(path, 'tls'));
   if (upstream && !r.allow_insecure_http) insecureHttp(c, upstream, join(path, 'upstream'), 'a route');
   if (c.problems.length > before || name === undefined || upstream === undefined || credential === undefined)
@@ -158,6 +177,7 @@ function route(c: Checker, i: number, raw: unknown, credentials: Obj): RouteConf
     }),
     tls,
     retryOn401: r.retry_on_401,
+    discoverResource: r.resource_metadata === 'discover',
     replayBufferBytes: r.replay_buffer,
     connectTimeoutMs: r.connect_timeout,
     responseTimeoutMs: r.response_timeout,

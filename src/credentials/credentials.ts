@@ -1,5 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Config, CredentialConfig, RouteConfig, TokenScope } from '../config/types.js';
+import { IssuerMetadata } from '../discovery/issuer-metadata.js';
+import type { DpopProver } from '../dpop/proof.js';
 import { UnknownCredentialError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -32,6 +34,8 @@ export interface RouteTokens {
   invalidate(req: IncomingMessage, accessToken: string): boolean;
   /** The retry after a refusal succeeded with `accessToken` ({@link TokenSource.accepted}). */
   accepted(req: IncomingMessage, accessToken: string): void;
+  /** Set for a DPoP credential: its tokens go upstream as `DPoP`, each with a proof of this key. */
+  readonly dpop?: DpopProver;
 }
 
 const NO_COUNTERS: CacheCounters = { hit() {}, miss() {} };
@@ -51,6 +55,8 @@ export class Credentials {
   readonly #sourceEvents = new Map<string, TokenSourceEvents>();
   /** Providers dropped by a reload, until they are closed (see #retire). */
   readonly #retiring = new Map<TokenProvider, NodeJS.Timeout>();
+  /** Issuers' metadata (RFC 8414), shared by the credentials that name the same one the same way. */
+  readonly #issuers = new Map<string, IssuerMetadata>();
   readonly #metrics: Metrics | undefined;
   readonly #logger: Logger;
   readonly #shared: SharedCache | undefined;
@@ -113,6 +119,14 @@ export class Credentials {
       this.#cacheCounters.delete(name);
     }
     for (const [, provider] of dropped) this.#retire(provider, config.shutdownTimeoutMs);
+    // An issuer still named keeps its metadata, even by a changed credential: no refetch.
+    const issuers = new Set([...config.credentials.values()].map(issuerKey));
+    for (const [key, metadata] of this.#issuers) {
+      if (issuers.has(key)) continue;
+      this.#issuers.delete(key);
+      // A retiring provider keeps the copy it holds: closed, it is never refetched.
+      metadata.close().catch(() => {});
+    }
     this.#prepareRoutes(config.routes);
   }
 
@@ -138,7 +152,26 @@ export class Credentials {
       logger: this.#logger,
       // Token exchange with `source: credential`: that credential's own (default) token.
       credentialToken: (name) => this.source(name).get(),
+      ...(cred.issuer !== undefined ? { discovery: this.#issuerMetadata(cred, cred.issuer) } : {}),
     });
+  }
+
+  #issuerMetadata(cred: CredentialConfig, issuer: string): IssuerMetadata {
+    const key = issuerKey(cred);
+    let metadata = this.#issuers.get(key);
+    if (!metadata) {
+      metadata = new IssuerMetadata({
+        issuer,
+        // The credential's own rules for reaching its authorization server.
+        tls: cred.tls,
+        timeoutMs: cred.timeoutMs,
+        connectTimeoutMs: cred.connectTimeoutMs,
+        allowInsecureHttp: cred.allowInsecureHttp,
+        logger: this.#logger,
+      });
+      this.#issuers.set(key, metadata);
+    }
+    return metadata;
   }
 
   #prepareRoutes(routes: readonly RouteConfig[]): void {
@@ -161,7 +194,7 @@ export class Credentials {
       const cred = provider.credential;
       const local = (previous: Token | undefined, deadline: number) =>
         provider.requestToken({ tokenScope: scope, deadline, ...(previous ? { previous } : {}) });
-      const shared = this.#shared;
+      const shared = this.#sharedFor(cred);
       source = new TokenSource({
         name,
         refreshAhead: cred.refreshAhead,
@@ -197,10 +230,14 @@ export class Credentials {
     const name = provider.credential.name;
     const inputs = provider.perRequest;
     const counters = this.#counters(name);
+    const dpop = provider.dpop ? { dpop: provider.dpop } : {};
+    // The app's own DPoP header (if any) would sit beside ours, for another key: never forwarded.
+    const own = provider.dpop ? ['dpop'] : [];
     if (inputs === undefined) {
       const source = this.source(name, scope);
       return {
-        consumedHeaders: [],
+        ...dpop,
+        consumedHeaders: own,
         token: () => {
           const token = source.token();
           if (token instanceof Promise) counters.miss();
@@ -223,13 +260,13 @@ export class Credentials {
             deadline: until,
             ...(prev ? { previous: prev } : {}),
           });
-        const shared = this.#shared;
+        const shared = this.#sharedFor(provider.credential);
         return (shared ? shared.fetch(provider.credential, scope, local, request) : local)(
           previous,
           deadline,
         );
       },
-      ...(this.#shared
+      ...(this.#sharedFor(provider.credential)
         ? {
             revoked: (request: ReadonlyMap<string, string>, accessToken: string) =>
               this.#shared?.invalidate(provider.credential, scope, accessToken, request),
@@ -240,12 +277,22 @@ export class Credentials {
     });
     this.#requestTokens.set(key, requestTokens);
     return {
-      consumedHeaders: inputs.headers,
+      ...dpop,
+      consumedHeaders: [...inputs.headers, ...own],
       // Each value separately: `headers` joins a repeated header into one value.
       token: (req) => requestTokens.get(req.headersDistinct),
       invalidate: (req, accessToken) => requestTokens.invalidate(req.headersDistinct, accessToken),
       accepted: (req, accessToken) => requestTokens.accepted(req.headersDistinct, accessToken),
     };
+  }
+
+  /**
+   * The fleet's cache, unless the credential has `dpop`: its tokens are bound to this process's
+   * key (RFC 9449 §6), useless to a replica that does not hold it, and a generated key is
+   * different in every replica and every start.
+   */
+  #sharedFor(cred: CredentialConfig): SharedCache | undefined {
+    return cred.dpop ? undefined : this.#shared;
   }
 
   /** Every token cache of one credential that does not depend on request values. */
@@ -320,6 +367,8 @@ export class Credentials {
     const all = [...this.#providers.values(), ...this.#retiring.keys()];
     this.#retiring.clear();
     await Promise.all(all.map((p) => p.close()));
+    await Promise.all([...this.#issuers.values()].map((m) => m.close()));
+    this.#issuers.clear();
   }
 
   #provider(name: string): TokenProvider {
@@ -368,6 +417,21 @@ function retryPolicy(cred: CredentialConfig): RetryPolicy {
     initialBackoffMs: cred.initialBackoffMs,
     maxBackoffMs: cred.maxBackoffMs,
   };
+}
+
+/**
+ * Which credentials may share an issuer's metadata: the same issuer reached the same way (trust,
+ * timeouts, plain HTTP allowed). Empty for a credential without `issuer`.
+ */
+function issuerKey(cred: CredentialConfig): string {
+  if (cred.issuer === undefined) return '';
+  return [
+    cred.issuer,
+    cred.tls.caFile ?? '',
+    cred.timeoutMs,
+    cred.connectTimeoutMs,
+    cred.allowInsecureHttp,
+  ].join('\n');
 }
 
 /** The cache key of a credential's tokens for one scope combination. */

@@ -28,8 +28,16 @@ export function statusFor(code: ErrorCode): number {
     case 'token_endpoint_rejected':
     case 'token_response_invalid':
     case 'upstream_unreachable':
+    case 'metadata_invalid':
+    case 'issuer_mismatch':
+    case 'auth_method_unsupported':
+    case 'resource_metadata_unavailable':
+    case 'resource_metadata_invalid':
+    case 'resource_mismatch':
+    case 'authorization_server_not_listed':
       return 502;
     case 'token_endpoint_unreachable':
+    case 'metadata_unavailable':
     case 'credential_input_unavailable':
     case 'shared_cache_unavailable':
       return 503;

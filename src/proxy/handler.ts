@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Credentials, RouteTokens } from '../credentials/credentials.js';
+import { ResourceDiscovery } from '../discovery/protected-resource.js';
+import { type DpopProver, saysUseDpopNonce } from '../dpop/proof.js';
 import {
   BadRequestError,
   ProxyLoopError,
@@ -13,6 +15,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { Router } from '../router/router.js';
 import type { Token } from '../token-endpoint/token.js';
 import type { Tracing } from '../tracing/tracing.js';
+import { dpopRequestHeaders } from './dpop-headers.js';
 import { asKnown, sendError } from './error-response.js';
 import { continueIfAwaited, unmetExpectation } from './expect.js';
 import {
@@ -58,6 +61,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
         tokens: credentials.forRoute(r),
         upstreamDuration: metrics.upstreamDuration.labels({ route: r.name }),
       };
+      if (r.discoverResource) state.resource = resourceDiscovery(state, deps);
       routes.set(r.name, state);
     }
     return state;
@@ -136,7 +140,10 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
 
 interface RouteState {
   readonly config: RouteConfig;
-  readonly tokens: RouteTokens;
+  /** Replaced once, by the tokens for the resource a `resource_metadata: discover` route finds. */
+  tokens: RouteTokens;
+  /** `resource_metadata: discover` routes only. */
+  resource?: ResourceDiscovery;
   readonly upstreamDuration: { observe(seconds: number): void };
 }
 
@@ -162,6 +169,11 @@ class RoutedRequest implements ForwardObserver {
   #sentAt = 0;
   /** Bytes of the process-wide replay budget this request holds. */
   #reserved = 0;
+  /** DPoP only: the upstream nonce the last proof carried, and whether its one retry is used. */
+  #nonce: string | undefined;
+  #nonceRetry: 'none' | 'pending' | 'done' = 'none';
+  /** RFC 9728: the discovery this request's 401 started; the request is retried after it. */
+  #discovering: Promise<string> | undefined;
 
   constructor(
     readonly shared: Shared,
@@ -234,17 +246,22 @@ class RoutedRequest implements ForwardObserver {
     this.#token = token;
     this.#mayRetry = mayRetry;
     this.#sentAt = performance.now();
+    const path = upstreamPath(route, this.path);
+    const dpop = this.route.tokens.dpop;
     forward(
       this.shared.upstreams.forRoute(route),
       this.req,
       this.res,
       {
-        path: upstreamPath(route, this.path),
-        headers: upstreamRequestHeaders(
-          this.req.rawHeaders,
-          { name: route.header, value: route.prefix + token.accessToken },
-          this.route.tokens.consumedHeaders,
-        ),
+        path,
+        headers:
+          dpop === undefined
+            ? upstreamRequestHeaders(
+                this.req.rawHeaders,
+                { name: route.header, value: route.prefix + token.accessToken },
+                this.route.tokens.consumedHeaders,
+              )
+            : this.#dpopHeaders(dpop, token, path),
         body: this.#body === undefined ? this.req : this.#body,
         route: route.name,
         queueTimeoutMs: route.responseTimeoutMs,
@@ -253,8 +270,43 @@ class RoutedRequest implements ForwardObserver {
     );
   }
 
+  /** RFC 9449 §7.1: `Authorization: DPoP`, and a proof with the upstream's nonce, kept for §9. */
+  #dpopHeaders(dpop: DpopProver, token: Token, path: string): string[] {
+    const origin = this.route.config.upstream.origin;
+    this.#nonce = dpop.nonce(origin);
+    return dpopRequestHeaders(
+      this.req.rawHeaders,
+      this.route.tokens.consumedHeaders,
+      dpop,
+      token.accessToken,
+      this.req.method!,
+      origin,
+      path,
+      this.#nonce,
+    );
+  }
+
   onUpstreamResponse(status: number, headers: Record<string, string | string[]>): boolean {
     this.route.upstreamDuration.observe((performance.now() - this.#sentAt) / 1000);
+    const dpop = this.route.tokens.dpop;
+    if (
+      dpop !== undefined &&
+      headers['dpop-nonce'] !== undefined &&
+      this.#wantsNonce(dpop, status, headers)
+    ) {
+      return true;
+    }
+    const resource = this.route.resource;
+    if (resource !== undefined && status === 401 && resource.resource === undefined && !this.#retried) {
+      const discovering = resource.discover(resource.challenged(headers['www-authenticate']));
+      if (this.#mayRetry) {
+        this.#discovering = discovering;
+        return true;
+      }
+      // Not replayable: the app gets this 401, the requests after it the discovered resource.
+      discovering.catch(() => {});
+      return false;
+    }
     if (!refusesToken(this.route.config, status, headers)) {
       // A token fetched to replace a refused one is on trial until a retry with it gets through.
       if (this.#retried && status !== 401) this.route.tokens.accepted(this.req, this.#token!.accessToken);
@@ -265,13 +317,62 @@ class RoutedRequest implements ForwardObserver {
     return this.route.tokens.invalidate(this.req, this.#token!.accessToken) && this.#mayRetry;
   }
 
+  /**
+   * Takes the upstream's DPoP nonce (RFC 9449 §8.2: any response may bring a new one); true when
+   * the answer is a `use_dpop_nonce` challenge (§9) to retry, once, with the same token and a
+   * proof with that nonce.
+   */
+  #wantsNonce(dpop: DpopProver, status: number, headers: Record<string, string | string[]>): boolean {
+    const origin = this.route.config.upstream.origin;
+    dpop.heard(origin, headers['dpop-nonce']);
+    if (
+      status !== 401 ||
+      !this.#mayRetry ||
+      this.#nonceRetry !== 'none' ||
+      !saysUseDpopNonce(headers['www-authenticate']) ||
+      !dpop.hasNewNonce(origin, this.#nonce)
+    ) {
+      return false;
+    }
+    this.#nonceRetry = 'pending';
+    return true;
+  }
+
   onForwarded(outcome: ForwardOutcome): void {
     if (outcome !== 'discarded') {
       this.#answered(outcome);
       return;
     }
+    if (this.#nonceRetry === 'pending') {
+      this.#nonceRetry = 'done';
+      this.shared.logger.debug(
+        { event: 'retry_with_dpop_nonce', route: this.route.config.name },
+        'upstream asked for a DPoP nonce; retrying once with it',
+      );
+      // Not from within the finished exchange's own callbacks.
+      queueMicrotask(() => this.#send(this.#token!, this.#mayRetry));
+      return;
+    }
     // Only a response that may be retried is ever discarded (onUpstreamResponse).
+    if (this.#discovering !== undefined) {
+      this.#afterDiscovery(this.#discovering).catch((err: unknown) => this.#crashed(err));
+      return;
+    }
     this.#retry().catch((err: unknown) => this.#crashed(err));
+  }
+
+  /** RFC 9728: the resource is known (the route's tokens now name it), or the route fails. */
+  async #afterDiscovery(discovering: Promise<string>): Promise<void> {
+    try {
+      await discovering;
+    } catch (err) {
+      return this.#answered(this.#tokenFailure(err));
+    }
+    this.shared.logger.debug(
+      { event: 'retry_after_resource_discovery', route: this.route.config.name },
+      'upstream resource discovered; retrying once with a token for it',
+    );
+    return this.#retry();
   }
 
   /** One retry with a new token, never more: a second 401 goes to the app as it is. */
@@ -302,6 +403,31 @@ class RoutedRequest implements ForwardObserver {
     this.#reserved = 0;
     this.#body = null;
   }
+}
+
+/**
+ * A route's protected-resource discovery (RFC 9728): its metadata is fetched over the route's own
+ * connections to the upstream, and once the resource is known the route's tokens are those
+ * requested with `resource` set to it (RFC 8707).
+ */
+function resourceDiscovery(state: RouteState, deps: ProxyDeps): ResourceDiscovery {
+  const r = state.config;
+  const cred = deps.credentials.config(r.credential);
+  return new ResourceDiscovery({
+    route: r.name,
+    upstream: r.upstream,
+    // Validation makes sure the credential has an issuer.
+    issuer: cred.issuer ?? '',
+    dispatcher: deps.upstreams.forRoute(r),
+    timeoutMs: r.responseTimeoutMs,
+    discovered: (resource) => {
+      state.tokens = deps.credentials.forRoute({ ...r, tokenScope: { ...r.tokenScope, resource } });
+      deps.logger.info(
+        { event: 'resource_discovered', route: r.name, resource },
+        'protected resource discovered',
+      );
+    },
+  });
 }
 
 /**

@@ -53,9 +53,12 @@ export function refusesToken(
   return status === 401 && (route.retryOn401 || saysInvalidToken(headers['www-authenticate']));
 }
 
-/** RFC 6750 §3.1: `WWW-Authenticate: Bearer error="invalid_token"`, in any letter case. */
+/**
+ * RFC 6750 §3.1: `WWW-Authenticate: Bearer error="invalid_token"`, in any letter case; or the
+ * same with the `DPoP` scheme (RFC 9449 §7.1), which a resource server uses for bound tokens.
+ */
 export function saysInvalidToken(header: string | string[] | undefined): boolean {
   if (header === undefined) return false;
   const value = Array.isArray(header) ? header.join(', ') : header;
-  return /\bbearer\b/i.test(value) && /\berror\s*=\s*"?invalid_token"?/i.test(value);
+  return /\b(?:bearer|dpop)\b/i.test(value) && /\berror\s*=\s*"?invalid_token"?/i.test(value);
 }

@@ -5,6 +5,7 @@ import type { RouteConfig } from '../config/types.js';
 import type { RouteTokens } from '../credentials/credentials.js';
 import { BadRequestError, UpgradeNotSupportedError } from '../errors.js';
 import type { Token } from '../token-endpoint/token.js';
+import { dpopRequestHeaders } from './dpop-headers.js';
 import { asKnown, sendError } from './error-response.js';
 import { unmetExpectation } from './expect.js';
 import {
@@ -171,17 +172,32 @@ class WebSocketUpgrade implements ForwardObserver {
   #send(route: Routed, token: Token): void {
     this.#token = token;
     this.#sentAt = performance.now();
+    const path = upstreamPath(route.config, this.#path);
+    const dpop = route.tokens.dpop;
     forwardUpgrade(
       this.ctx.upstreams.forRoute(route.config),
       this.req,
       this.res,
       {
-        path: upstreamPath(route.config, this.#path),
-        headers: upstreamRequestHeaders(
-          this.req.rawHeaders,
-          { name: route.config.header, value: route.config.prefix + token.accessToken },
-          route.tokens.consumedHeaders,
-        ),
+        path,
+        headers:
+          dpop === undefined
+            ? upstreamRequestHeaders(
+                this.req.rawHeaders,
+                { name: route.config.header, value: route.config.prefix + token.accessToken },
+                route.tokens.consumedHeaders,
+              )
+            : // A bound token is never sent as Bearer; its proof is for the handshake's GET.
+              dpopRequestHeaders(
+                this.req.rawHeaders,
+                route.tokens.consumedHeaders,
+                dpop,
+                token.accessToken,
+                this.req.method ?? 'GET',
+                route.config.upstream.origin,
+                path,
+                dpop.nonce(route.config.upstream.origin),
+              ),
         route: route.config.name,
         queueTimeoutMs: route.config.responseTimeoutMs,
         protocol: 'websocket',
@@ -194,6 +210,7 @@ class WebSocketUpgrade implements ForwardObserver {
     const route = this.route;
     if (route === undefined) return false;
     this.#observe(route);
+    route.tokens.dpop?.heard(route.config.upstream.origin, headers['dpop-nonce']);
     if (!refusesToken(route.config, status, headers)) {
       if (this.#retried && status !== 401) route.tokens.accepted(this.req, this.#token!.accessToken);
       return false;

@@ -96,7 +96,8 @@ export class SharedCache {
   /** Everything that makes two tokens different; two fleets sharing a Redis never mix them up. */
   #ids(credential: CredentialConfig, scope: TokenScope, request?: ReadonlyMap<string, string>): string[] {
     const parts = [
-      credential.tokenEndpoint.href,
+      // With discovery, the issuer names the server (its token endpoint may move).
+      credential.tokenEndpoint?.href ?? credential.issuer ?? '',
       credential.clientId,
       credential.grant.type,
       credential.name,

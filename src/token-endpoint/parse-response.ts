@@ -14,6 +14,8 @@ export interface ParseOptions {
   readonly now: number;
   /** Lower-case `token_type` values accepted besides Bearer. */
   readonly extraTokenTypes?: readonly string[];
+  /** The only `token_type` accepted (lower-case), Bearer included: `dpop` for a DPoP credential. */
+  readonly tokenType?: string;
   /**
    * Removes the request's secrets from server text before it goes into an error: servers echo
    * requests in `error_description` (see `redact.ts`). Called only on the way to an error.
@@ -72,7 +74,16 @@ export function parseTokenResponse(res: RawResponse, opts: ParseOptions): Token 
     );
   }
   const tokenType = json['token_type'] ?? 'Bearer';
-  if (
+  if (opts.tokenType !== undefined) {
+    // RFC 9449 §5: a client that asked for a DPoP-bound token MAY refuse a Bearer one. Taken, it
+    // would travel unbound while the configuration asked for sender-constrained tokens.
+    if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== opts.tokenType) {
+      throw new TokenResponseInvalidError(
+        credential,
+        `token_type ${JSON.stringify(safeText(tokenType, opts) ?? null)} is not ${opts.tokenType === 'dpop' ? 'DPoP: the server did not bind the token to the DPoP key (RFC 9449 §5)' : opts.tokenType}`,
+      );
+    }
+  } else if (
     typeof tokenType !== 'string' ||
     (tokenType.toLowerCase() !== 'bearer' && !opts.extraTokenTypes?.includes(tokenType.toLowerCase()))
   ) {

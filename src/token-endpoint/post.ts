@@ -6,6 +6,7 @@ import {
 } from '../errors.js';
 import type { FileSet } from '../files/live-file.js';
 import { interimTolerantConnector } from '../interim-responses.js';
+import { readCapped } from '../read-capped.js';
 import type { TlsClient } from '../tls.js';
 import { liveTlsOptions } from '../tls.js';
 import { Agent, type Dispatcher, request } from '../undici.js';
@@ -27,13 +28,22 @@ export interface TokenEndpointOptions {
   readonly now?: () => number;
 }
 
+export interface PostOptions {
+  readonly extraTokenTypes?: readonly string[];
+  /** The only `token_type` accepted (lower-case), e.g. `dpop` for a DPoP-bound token. */
+  readonly tokenType?: string;
+  readonly deadline?: number;
+  /** Given the `DPoP-Nonce` header of the response, success or error (RFC 9449 §8). */
+  readonly onDpopNonce?: (value: string | string[] | undefined) => void;
+}
+
 /** One POST to a token endpoint: form in, {@link Token} or a typed {@link TokenError} out. */
 export interface TokenEndpoint {
   post(
     form: URLSearchParams,
     headers: Record<string, string>,
     /** `deadline`: epoch ms by which the whole exchange must be done (default: now + timeout). */
-    opts?: { extraTokenTypes?: readonly string[]; deadline?: number },
+    opts?: PostOptions,
   ): Promise<Token>;
   close(): Promise<void>;
 }
@@ -53,7 +63,7 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
   async function post(
     form: URLSearchParams,
     headers: Record<string, string>,
-    postOpts: { extraTokenTypes?: readonly string[]; deadline?: number } = {},
+    postOpts: PostOptions = {},
   ): Promise<Token> {
     const current = tlsOptions();
     if (current !== connect) {
@@ -88,7 +98,16 @@ export function createTokenEndpoint(opts: TokenEndpointOptions): TokenEndpoint {
       contentType = Array.isArray(ct) ? ct[0] : ct;
       const ra = res.headers['retry-after'];
       retryAfter = Array.isArray(ra) ? ra[0] : ra;
-      body = await readCapped(res.body, opts.maxResponseBytes, opts.credential);
+      postOpts.onDpopNonce?.(res.headers['dpop-nonce']);
+      body = await readCapped(
+        res.body,
+        opts.maxResponseBytes,
+        () =>
+          new TokenResponseInvalidError(
+            opts.credential,
+            `token response is larger than ${opts.maxResponseBytes} bytes`,
+          ),
+      );
     } catch (err) {
       throw classify(err, opts, signal);
     }
@@ -117,20 +136,6 @@ function newAgent(connect: ReturnType<ReturnType<typeof liveTlsOptions>>, timeou
     connect: interimTolerantConnector({ ...connect, timeout }),
     pipelining: 1,
   });
-}
-
-async function readCapped(body: Dispatcher.ResponseData['body'], max: number, credential: string) {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > max) {
-      body.destroy();
-      throw new TokenResponseInvalidError(credential, `token response is larger than ${max} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function classify(err: unknown, opts: TokenEndpointOptions, signal: AbortSignal): TokenError {

@@ -244,7 +244,7 @@ routes:
     for (const value of Object.values(env)) watchSecret(value);
     const res = await runCli(['validate', '--config', path], { env });
     expect(res).toMatchObject({ code: 0, stderr: '' });
-    expect(res.stdout).toMatch(/: valid \(11 credentials, 3 routes\)\n$/);
+    expect(res.stdout).toMatch(/: valid \(14 credentials, 4 routes\)\n$/);
 
     // Without the variables, each missing one is reported at the key that uses it.
     const missing = await runCli(['validate', '--config', path], { unsetEnv: Object.keys(env) });

@@ -525,6 +525,17 @@ describe('mutual TLS client authentication (RFC 8705)', () => {
     },
   );
 
+  it('tls_client_auth with issuer: the mTLS alias comes from the metadata (mtls_endpoint_aliases, RFC 8705 §5)', async () => {
+    const {
+      token_endpoint: _,
+      mtls_token_endpoint: __,
+      ...credential
+    } = mtlsCredential('tls_client_auth', 'tls-client', tlsCert);
+    await start({ ...credential, issuer: auth.issuer });
+    const { sent } = await expectAccepted('read');
+    expect(sent[0]).toMatchObject({ mtls: true, status: 200, clientCertSubject: subjectDn(tlsCert.cert) });
+  });
+
   it.each([
     [
       'tls_client_auth, same subject issued by another CA',

@@ -97,6 +97,11 @@ export interface AuthServerOptions {
   clients?: ClientMetadata[];
   /** The resource indicator every token is issued for (the `aud` claim). */
   audience?: string;
+  /**
+   * More resource indicators (RFC 8707) a token may be asked for, each then its `aud`; read on
+   * every request, so a test may add one once its resource server listens.
+   */
+  resources?: string[];
   /** Registered with provider.registerGrantType; list the grant name in the clients' grant_types too. */
   extraGrants?: ExtraGrant[];
   /** Resource owners for the password grant. The array is read on every request, so it may be changed. */
@@ -122,6 +127,12 @@ export interface AuthServerOptions {
    * endpoint alias, and enables tls_client_auth, self_signed_tls_client_auth and certificate-bound tokens.
    */
   mtls?: true | MtlsOptions;
+  /**
+   * DPoP (RFC 9449) is always on (oidc-provider's default: a request with a proof gets a bound
+   * token); this adds nonces (§8) and the RSA proof algs. `requireNonce`: proofs without one are
+   * answered `use_dpop_nonce`.
+   */
+  dpop?: { requireNonce?: boolean };
 }
 
 export interface MtlsOptions {
@@ -620,7 +631,10 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
       clientAuthMethods: mtlsOptions
         ? [...DEFAULT_CLIENT_AUTH_METHODS, 'tls_client_auth', 'self_signed_tls_client_auth']
         : DEFAULT_CLIENT_AUTH_METHODS,
-      enabledJWA: { clientAuthSigningAlgValues: CLIENT_AUTH_SIGNING_ALGS },
+      enabledJWA: {
+        clientAuthSigningAlgValues: CLIENT_AUTH_SIGNING_ALGS,
+        ...(options.dpop ? { dPoPSigningAlgValues: ['ES256', 'EdDSA', 'PS256', 'RS256'] } : {}),
+      },
       scopes: ['openid', 'offline_access', ...DEFAULT_SCOPE.split(' ')],
       // oidc-provider 9 has no mtls_endpoint_aliases of its own, but merges this object into discovery.
       discovery: mtlsTokenEndpoint ? { mtls_endpoint_aliases: { token_endpoint: mtlsTokenEndpoint } } : {},
@@ -628,11 +642,29 @@ export async function startAuthServer(options: AuthServerOptions = {}): Promise<
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
         mTLS: mtlsFeature,
+        ...(options.dpop
+          ? {
+              dPoP: {
+                enabled: true,
+                nonceSecret: randomBytes(32),
+                requireNonce: () => options.dpop?.requireNonce === true,
+              },
+            }
+          : {}),
         resourceIndicators: {
           enabled: true,
           defaultResource: async () => audience,
           useGrantedResource: async () => true,
           getResourceServerInfo: async (_ctx: unknown, resource: string) => {
+            if (options.resources?.includes(resource)) {
+              return {
+                scope: DEFAULT_SCOPE,
+                audience: resource,
+                accessTokenTTL: ttl,
+                accessTokenFormat: 'jwt',
+                jwt: { sign: { alg: SIGNING_ALG } },
+              };
+            }
             if (resource !== audience) {
               const InvalidTarget = errors['InvalidTarget'] as unknown as new () => Error;
               throw new InvalidTarget();

@@ -134,6 +134,7 @@ export function routeConfig(
     tokenScope: {},
     tls: {},
     retryOn401: false,
+    discoverResource: false,
     replayBufferBytes: 64 * 1024,
     connectTimeoutMs: 5_000,
     responseTimeoutMs: 30_000,

@@ -31,6 +31,7 @@ const DOCUMENTED_KEYS = {
   log: ['level'],
   credential: [
     'token_endpoint',
+    'issuer',
     'grant_type',
     'client_id',
     'client_secret',
@@ -48,6 +49,7 @@ const DOCUMENTED_KEYS = {
     'key_id',
     'certificate_file',
     'client_assertion_file',
+    'client_assertion_type',
     'assertion_audience',
     'mtls_token_endpoint',
     'username',
@@ -61,6 +63,7 @@ const DOCUMENTED_KEYS = {
     'default_lifetime',
     'max_lifetime',
     'token_types',
+    'dpop',
     'retry',
     'allow_insecure_http',
   ],
@@ -92,6 +95,7 @@ const DOCUMENTED_KEYS = {
     'scope',
     'audience',
     'resource',
+    'resource_metadata',
     'tls',
     'retry_on_401',
     'replay_buffer',
@@ -106,12 +110,14 @@ const DOCUMENTED_KEYS = {
 /** Secrets the example takes from the environment. */
 const ENV_NAMES = [
   'BILLING_CLIENT_SECRET',
+  'DISCOVERED_CLIENT_SECRET',
   'EXCHANGE_CLIENT_SECRET',
   'LEGACY_CLIENT_SECRET',
   'LEGACY_PASSWORD',
   'OBO_CLIENT_SECRET',
   'ORDERS_CLIENT_SECRET',
   'PARTNER_CLIENT_SECRET',
+  'PAYMENTS_CLIENT_SECRET',
   'REPORTS_CLIENT_SECRET',
   'SAML_CLIENT_SECRET',
 ];
@@ -144,6 +150,7 @@ beforeAll(() => {
     '/etc/token-injector/inventory-key.pem': rsa.pkcs8,
     '/etc/token-injector/inventory-cert.pem': rsaCert,
     '/var/run/secrets/tokens/azure-identity-token': 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzYSJ9.c2ln\n',
+    '/var/run/spiffe/jwt_svid.token': 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJzcGlmZmU6Ly9leGFtcGxlLm9yZy9hIn0.c2ln',
     '/etc/token-injector/shipping-cert.pem': ecCert,
     '/etc/token-injector/shipping-key.pem': ec.pkcs8,
     '/etc/token-injector/partner-key.pem': ec.pkcs8,
@@ -202,14 +209,17 @@ describe('config.example.yaml', () => {
       'reports',
       'inventory',
       'federated',
+      'spiffe',
       'shipping',
+      'payments',
+      'discovered',
       'legacy',
       'partner',
       'on-behalf',
       'saml',
       'exchange',
     ]);
-    expect(config.routes.map((r) => r.name)).toEqual(['orders', 'billing', 'on-behalf']);
+    expect(config.routes.map((r) => r.name)).toEqual(['orders', 'billing', 'on-behalf', 'mcp']);
   });
 
   it('resolves the secrets and CA files it references', () => {
@@ -259,6 +269,11 @@ describe('config.example.yaml', () => {
     expect(auth('federated')).toEqual({
       method: 'private_key_jwt',
       assertionFile: '/var/run/secrets/tokens/azure-identity-token',
+    });
+    expect(auth('spiffe')).toEqual({
+      method: 'private_key_jwt',
+      assertionFile: '/var/run/spiffe/jwt_svid.token',
+      assertionType: 'urn:ietf:params:oauth:client-assertion-type:jwt-spiffe',
     });
     const shipping = config.credentials.get('shipping')!;
     expect(shipping.clientAuth).toEqual({ method: 'tls_client_auth' });

@@ -11,7 +11,8 @@
 // the environment or on files.
 // - A route or a token exchange naming a credential that does not exist; credentials depending
 //   on each other in a cycle; a token exchange taking its token from a credential whose
-//   assertion comes from request headers; two routes with the same name.
+//   assertion comes from request headers; two routes with the same name; a route's header or
+//   prefix with a credential that has dpop.
 // - listen and admin.listen on the same port; a listen address beyond loopback without
 //   allow_remote_clients; http:// to a host beyond loopback without allow_insecure_http.
 // - Comparisons between keys: default_lifetime above max_lifetime, retry.initial_backoff above
@@ -25,7 +26,7 @@
 // - YAML itself: syntax errors, duplicate keys, several documents, alias bombs (the JSON Schema
 //   sees only the parsed tree).
 // - `${env:X}` whose variable is unset or whose value is wrong for the key; unreadable files; a
-//   key or certificate file of the wrong kind, a signing_alg that does not fit the key, a
+//   key or certificate file of the wrong kind, a signing_alg (or dpop.alg) that does not fit the key, a
 //   certificate that does not match its key, a CA key readable by others, an expired CA.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';

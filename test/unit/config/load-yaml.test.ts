@@ -144,7 +144,7 @@ describe('YAML 1.2 core schema', () => {
     );
     expect(problemsOf(text)).toEqual([
       'credentials.billing.<<: unknown key',
-      'credentials.billing.token_endpoint: is required',
+      "credentials.billing.token_endpoint: is required, or issuer: the authorization server's issuer, whose metadata (RFC 8414) names it",
       'credentials.billing.grant_type: is required',
       'credentials.billing.client_secret: is required',
     ]);

@@ -49,7 +49,7 @@ describe('validateConfig: defaults', () => {
 
     const orders = config.credentials.get('orders')!;
     expect(orders.name).toBe('orders');
-    expect(orders.tokenEndpoint.href).toBe('https://idp.example.com/token');
+    expect(orders.tokenEndpoint?.href).toBe('https://idp.example.com/token');
     expect(orders.grant).toEqual({ type: 'client_credentials' });
     expect(orders.clientId).toBe('orders-client');
     expect(orders.clientAuth).toEqual({ method: 'client_secret_basic', secret: { value: 'orders-secret' } });
@@ -190,7 +190,7 @@ describe('validateConfig: unknown keys', () => {
 describe('validateConfig: credentials', () => {
   it('requires token_endpoint, grant_type, client_id and client_secret', () => {
     expect(problemsOf('credentials:\n  orders:\n    prefetch: true\n')).toEqual([
-      'credentials.orders.token_endpoint: is required',
+      "credentials.orders.token_endpoint: is required, or issuer: the authorization server's issuer, whose metadata (RFC 8414) names it",
       'credentials.orders.grant_type: is required',
       'credentials.orders.client_id: is required',
       'credentials.orders.client_secret: is required',
@@ -235,7 +235,7 @@ describe('validateConfig: credentials', () => {
     const config = validConfig(
       CREDENTIALS_YAML.replace('https://idp.example.com/token', 'https://idp.example.com/t?tenant=a'),
     );
-    expect(config.credentials.get('orders')!.tokenEndpoint.href).toBe('https://idp.example.com/t?tenant=a');
+    expect(config.credentials.get('orders')!.tokenEndpoint?.href).toBe('https://idp.example.com/t?tenant=a');
   });
 
   it.each([
@@ -422,7 +422,7 @@ describe('validateConfig: secrets from env and files', () => {
       CREDENTIALS_YAML.replace('https://idp.example.com/token', '${env:IDP}/token'),
       sources({ IDP: 'https://idp.internal' }),
     );
-    expect(config.credentials.get('orders')!.tokenEndpoint.href).toBe('https://idp.internal/token');
+    expect(config.credentials.get('orders')!.tokenEndpoint?.href).toBe('https://idp.internal/token');
   });
 });
 
