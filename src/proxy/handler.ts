@@ -1,8 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Credentials, RouteTokens } from '../credentials/credentials.js';
-import { ResourceDiscovery } from '../discovery/protected-resource.js';
-import { type DpopProver, saysUseDpopNonce } from '../dpop/proof.js';
 import {
   BadRequestError,
   ProxyLoopError,
@@ -15,7 +13,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { Router } from '../router/router.js';
 import type { Token } from '../token-endpoint/token.js';
 import type { Tracing } from '../tracing/tracing.js';
-import { dpopRequestHeaders } from './dpop-headers.js';
+import { DpopUpstream } from './dpop-upstream.js';
 import { asKnown, sendError } from './error-response.js';
 import { continueIfAwaited, unmetExpectation } from './expect.js';
 import {
@@ -31,6 +29,7 @@ import { hasOurVia, upstreamRequestHeaders } from './headers.js';
 import { ReplayBudget, readBody, refusesToken, replayableLength } from './replay.js';
 import { assignRequestId } from './request-id.js';
 import { createRequestLog, pathOnly, type RequestLog } from './request-log.js';
+import { type ResourceRetry, resourceRetry } from './resource-retry.js';
 import { authority, type ParsedTarget, parseTarget, refusedSpelling } from './target.js';
 import { tracedRequestLog } from './traced-log.js';
 import type { Upstreams } from './upstreams.js';
@@ -61,7 +60,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
         tokens: credentials.forRoute(r),
         upstreamDuration: metrics.upstreamDuration.labels({ route: r.name }),
       };
-      if (r.discoverResource) state.resource = resourceDiscovery(state, deps);
+      if (r.discoverResource) state.resource = resourceRetry(state, deps);
       routes.set(r.name, state);
     }
     return state;
@@ -143,7 +142,7 @@ interface RouteState {
   /** Replaced once, by the tokens for the resource a `resource_metadata: discover` route finds. */
   tokens: RouteTokens;
   /** `resource_metadata: discover` routes only. */
-  resource?: ResourceDiscovery;
+  resource?: ResourceRetry;
   readonly upstreamDuration: { observe(seconds: number): void };
 }
 
@@ -169,9 +168,8 @@ class RoutedRequest implements ForwardObserver {
   #sentAt = 0;
   /** Bytes of the process-wide replay budget this request holds. */
   #reserved = 0;
-  /** DPoP only: the upstream nonce the last proof carried, and whether its one retry is used. */
-  #nonce: string | undefined;
-  #nonceRetry: 'none' | 'pending' | 'done' = 'none';
+  /** DPoP credentials only: the proofs' nonce and the one `use_dpop_nonce` retry. */
+  #dpop: DpopUpstream | undefined;
   /** RFC 9728: the discovery this request's 401 started; the request is retried after it. */
   #discovering: Promise<string> | undefined;
 
@@ -247,7 +245,10 @@ class RoutedRequest implements ForwardObserver {
     this.#mayRetry = mayRetry;
     this.#sentAt = performance.now();
     const path = upstreamPath(route, this.path);
-    const dpop = this.route.tokens.dpop;
+    const prover = this.route.tokens.dpop;
+    // Made on a DPoP request's first send, kept for its retry; a plain route never makes one.
+    if (prover !== undefined) this.#dpop ??= new DpopUpstream(prover, route.upstream.origin);
+    const dpop = this.#dpop;
     forward(
       this.shared.upstreams.forRoute(route),
       this.req,
@@ -261,7 +262,7 @@ class RoutedRequest implements ForwardObserver {
                 { name: route.header, value: route.prefix + token.accessToken },
                 this.route.tokens.consumedHeaders,
               )
-            : this.#dpopHeaders(dpop, token, path),
+            : dpop.headers(this.req, this.route.tokens.consumedHeaders, token.accessToken, path),
         body: this.#body === undefined ? this.req : this.#body,
         route: route.name,
         queueTimeoutMs: route.responseTimeoutMs,
@@ -270,42 +271,15 @@ class RoutedRequest implements ForwardObserver {
     );
   }
 
-  /** RFC 9449 §7.1: `Authorization: DPoP`, and a proof with the upstream's nonce, kept for §9. */
-  #dpopHeaders(dpop: DpopProver, token: Token, path: string): string[] {
-    const origin = this.route.config.upstream.origin;
-    this.#nonce = dpop.nonce(origin);
-    return dpopRequestHeaders(
-      this.req.rawHeaders,
-      this.route.tokens.consumedHeaders,
-      dpop,
-      token.accessToken,
-      this.req.method!,
-      origin,
-      path,
-      this.#nonce,
-    );
-  }
-
   onUpstreamResponse(status: number, headers: Record<string, string | string[]>): boolean {
     this.route.upstreamDuration.observe((performance.now() - this.#sentAt) / 1000);
-    const dpop = this.route.tokens.dpop;
-    if (
-      dpop !== undefined &&
-      headers['dpop-nonce'] !== undefined &&
-      this.#wantsNonce(dpop, status, headers)
-    ) {
-      return true;
-    }
+    // RFC 9449 §9: a `use_dpop_nonce` challenge is sent again, once, with the same token.
+    if (this.#dpop?.wantsRetry(status, headers, this.#mayRetry)) return true;
+    // RFC 9728: the first 401 of a discovering route is sent again once the resource is known.
     const resource = this.route.resource;
-    if (resource !== undefined && status === 401 && resource.resource === undefined && !this.#retried) {
-      const discovering = resource.discover(resource.challenged(headers['www-authenticate']));
-      if (this.#mayRetry) {
-        this.#discovering = discovering;
-        return true;
-      }
-      // Not replayable: the app gets this 401, the requests after it the discovered resource.
-      discovering.catch(() => {});
-      return false;
+    if (resource !== undefined && !this.#retried && resource.wants(status)) {
+      this.#discovering = resource.discover(headers['www-authenticate'], this.#mayRetry);
+      return this.#discovering !== undefined;
     }
     if (!refusesToken(this.route.config, status, headers)) {
       // A token fetched to replace a refused one is on trial until a retry with it gets through.
@@ -317,34 +291,12 @@ class RoutedRequest implements ForwardObserver {
     return this.route.tokens.invalidate(this.req, this.#token!.accessToken) && this.#mayRetry;
   }
 
-  /**
-   * Takes the upstream's DPoP nonce (RFC 9449 §8.2: any response may bring a new one); true when
-   * the answer is a `use_dpop_nonce` challenge (§9) to retry, once, with the same token and a
-   * proof with that nonce.
-   */
-  #wantsNonce(dpop: DpopProver, status: number, headers: Record<string, string | string[]>): boolean {
-    const origin = this.route.config.upstream.origin;
-    dpop.heard(origin, headers['dpop-nonce']);
-    if (
-      status !== 401 ||
-      !this.#mayRetry ||
-      this.#nonceRetry !== 'none' ||
-      !saysUseDpopNonce(headers['www-authenticate']) ||
-      !dpop.hasNewNonce(origin, this.#nonce)
-    ) {
-      return false;
-    }
-    this.#nonceRetry = 'pending';
-    return true;
-  }
-
   onForwarded(outcome: ForwardOutcome): void {
     if (outcome !== 'discarded') {
       this.#answered(outcome);
       return;
     }
-    if (this.#nonceRetry === 'pending') {
-      this.#nonceRetry = 'done';
+    if (this.#dpop?.retrying()) {
       this.shared.logger.debug(
         { event: 'retry_with_dpop_nonce', route: this.route.config.name },
         'upstream asked for a DPoP nonce; retrying once with it',
@@ -403,31 +355,6 @@ class RoutedRequest implements ForwardObserver {
     this.#reserved = 0;
     this.#body = null;
   }
-}
-
-/**
- * A route's protected-resource discovery (RFC 9728): its metadata is fetched over the route's own
- * connections to the upstream, and once the resource is known the route's tokens are those
- * requested with `resource` set to it (RFC 8707).
- */
-function resourceDiscovery(state: RouteState, deps: ProxyDeps): ResourceDiscovery {
-  const r = state.config;
-  const cred = deps.credentials.config(r.credential);
-  return new ResourceDiscovery({
-    route: r.name,
-    upstream: r.upstream,
-    // Validation makes sure the credential has an issuer.
-    issuer: cred.issuer ?? '',
-    dispatcher: deps.upstreams.forRoute(r),
-    timeoutMs: r.responseTimeoutMs,
-    discovered: (resource) => {
-      state.tokens = deps.credentials.forRoute({ ...r, tokenScope: { ...r.tokenScope, resource } });
-      deps.logger.info(
-        { event: 'resource_discovered', route: r.name, resource },
-        'protected resource discovered',
-      );
-    },
-  });
 }
 
 /**
