@@ -48,6 +48,27 @@ describe('DpopProver', () => {
     expect(a.jti).not.toBe(b.jti);
   });
 
+  it('never repeats a jti, across proofs and provers of one process (RFC 9449 §4.2)', () => {
+    const provers = [new DpopProver(generateDpopKey('ES256')), new DpopProver(generateDpopKey('EdDSA'))];
+    const seen = new Set<string>();
+    for (let i = 0; i < 2_000; i++) {
+      const proof = provers[i % 2]!.proof('GET', HTU, undefined);
+      seen.add(JSON.parse(Buffer.from(proof.split('.')[1]!, 'base64url').toString()).jti);
+    }
+    expect(seen.size).toBe(2_000);
+  });
+
+  it('carries htm, htu and nonce exactly, whatever JSON must escape in them', async () => {
+    const prover = new DpopProver(generateDpopKey('ES256'));
+    // A raw request path may hold quotes, backslashes and bytes beyond ASCII (Node reads them as latin1).
+    const htu = 'https://api.example.com/a"b\\c/\u00e9\u2028/\x7f';
+    const nonce = 'n!#$%&()*+,-./09:;<=>?@AZ[]^_`az{|}~';
+    const proof = prover.proof('M-SEARCH', htu, nonce, 'tok');
+    const { payload } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] });
+    expect(payload).toMatchObject({ htm: 'M-SEARCH', htu, nonce });
+    expect(Object.keys(payload).sort()).toEqual(['ath', 'htm', 'htu', 'iat', 'jti', 'nonce']);
+  });
+
   it('ath follows the token it is given', () => {
     const prover = new DpopProver(generateDpopKey('ES256'));
     const ath = (token: string) =>
